@@ -1,0 +1,143 @@
+package sdk
+
+import "time"
+
+// SessionTokenHeader carries an API key (users) or an agent token (agents).
+const SessionTokenHeader = "Coder-Session-Token"
+
+// Response is the body of every API error (and of some successes).
+type Response struct {
+	Message string `json:"message"`
+	Detail  string `json:"detail,omitempty"`
+	// Validations name the fields that are wrong, when there are any.
+	Validations []ValidationError `json:"validations,omitempty"`
+}
+
+// ValidationError is a problem with one field of a request.
+type ValidationError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
+}
+
+// BuildInfo is what GET /api/v2/buildinfo returns.
+type BuildInfo struct {
+	Version     string `json:"version"`
+	BrowserOnly bool   `json:"browser_only"`
+}
+
+// CreateFirstUserRequest creates the owner on a fresh deployment.
+type CreateFirstUserRequest struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// CreateUserRequest creates a member (owner only).
+type CreateUserRequest struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Role     string `json:"role,omitempty"`
+}
+
+// LoginRequest logs in with a username or email and a password.
+type LoginRequest struct {
+	Login    string `json:"login"`
+	Password string `json:"password"`
+}
+
+// LoginResponse carries a new API key.
+type LoginResponse struct {
+	SessionToken string `json:"session_token"`
+}
+
+// User as the API shows it.
+type User struct {
+	ID        string    `json:"id"`
+	Username  string    `json:"username"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// PushTemplateRequest creates or replaces a template from its file.
+type PushTemplateRequest struct {
+	Source string `json:"source"`
+}
+
+// TemplateInfo as the API shows it.
+type TemplateInfo struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	DisplayName string    `json:"display_name"`
+	Description string    `json:"description"`
+	Provisioner string    `json:"provisioner"`
+	Workspaces  int       `json:"workspace_count"`
+	Agents      int       `json:"agent_count"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	Created     bool      `json:"created,omitempty"`
+}
+
+// CreateWorkspaceRequest creates a workspace for the caller.
+type CreateWorkspaceRequest struct {
+	Name     string `json:"name"`
+	Template string `json:"template"`
+}
+
+// Agent statuses.
+const (
+	AgentConnecting   = "connecting"
+	AgentConnected    = "connected"
+	AgentDisconnected = "disconnected"
+)
+
+// Workspace as the API shows it.
+type Workspace struct {
+	ID           string           `json:"id"`
+	Name         string           `json:"name"`
+	OwnerName    string           `json:"owner_name"`
+	TemplateName string           `json:"template_name"`
+	Provisioner  string           `json:"provisioner"`
+	DesiredState string           `json:"desired_state"`
+	Status       string           `json:"status"`
+	Agents       []WorkspaceAgent `json:"agents"`
+	CreatedAt    time.Time        `json:"created_at"`
+	UpdatedAt    time.Time        `json:"updated_at"`
+}
+
+// WorkspaceAgent as the API shows it. Token is set only in the response
+// that created it (manual provisioner).
+type WorkspaceAgent struct {
+	ID            string     `json:"id"`
+	Name          string     `json:"name"`
+	Status        string     `json:"status"`
+	OS            string     `json:"operating_system"`
+	Arch          string     `json:"architecture"`
+	Version       string     `json:"version"`
+	Hostname      string     `json:"hostname"`
+	Directory     string     `json:"directory"`
+	LastConnected *time.Time `json:"last_connected_at,omitempty"`
+	Apps          []App      `json:"apps"`
+	Token         string     `json:"token,omitempty"`
+}
+
+// AgentHello is the first message an agent sends on its connection.
+type AgentHello struct {
+	Version   string `json:"version"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	Hostname  string `json:"hostname"`
+	Directory string `json:"directory"`
+}
+
+// AgentManifest is what the server answers an agent's hello with.
+type AgentManifest struct {
+	AgentID       string `json:"agent_id"`
+	AgentName     string `json:"agent_name"`
+	WorkspaceID   string `json:"workspace_id"`
+	WorkspaceName string `json:"workspace_name"`
+	OwnerName     string `json:"owner_name"`
+	Directory     string `json:"directory"`
+	Apps          []App  `json:"apps"`
+}

@@ -1,0 +1,136 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Client calls the JSON API of a coder server. The zero value is not
+// usable: set URL. It is safe for concurrent use.
+type Client struct {
+	// URL is the server's access URL.
+	URL *url.URL
+	// Token is sent as the Coder-Session-Token header when not empty.
+	Token string
+	// HTTP is the client to use; nil means http.DefaultClient.
+	HTTP *http.Client
+}
+
+// Error is an API error: the status and the server's message.
+type Error struct {
+	StatusCode int
+	Response
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.StatusCode)
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	for _, v := range e.Validations {
+		msg += fmt.Sprintf("\n  %s: %s", v.Field, v.Detail)
+	}
+	return msg
+}
+
+// StatusCode returns the HTTP status of an API error, or 0.
+func StatusCode(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.StatusCode
+	}
+	return 0
+}
+
+// Request sends a JSON request and decodes a JSON response into out (when
+// out is not nil). A non-2xx status is returned as *Error.
+func (c *Client) Request(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	u := c.URL.JoinPath(strings.Split(path, "?")[0])
+	if _, q, ok := strings.Cut(path, "?"); ok {
+		u.RawQuery = q
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set(SessionTokenHeader, c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &Error{StatusCode: resp.StatusCode}
+		if err := json.Unmarshal(data, &e.Response); err != nil {
+			e.Message = strings.TrimSpace(string(data))
+			if len(e.Message) > 200 {
+				e.Message = e.Message[:200]
+			}
+		}
+		return e
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode response from %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// BuildInfo returns the server's version and mode.
+func (c *Client) BuildInfo(ctx context.Context) (BuildInfo, error) {
+	var bi BuildInfo
+	err := c.Request(ctx, http.MethodGet, "/api/v2/buildinfo", nil, &bi)
+	return bi, err
+}
+
+// Me returns the user of the token.
+func (c *Client) Me(ctx context.Context) (User, error) {
+	var u User
+	err := c.Request(ctx, http.MethodGet, "/api/v2/users/me", nil, &u)
+	return u, err
+}
+
+// Workspace returns the caller's workspace called name ("owner/name" for
+// another user's).
+func (c *Client) Workspace(ctx context.Context, name string) (Workspace, error) {
+	owner := "me"
+	if o, n, ok := strings.Cut(name, "/"); ok {
+		owner, name = o, n
+	}
+	var w Workspace
+	err := c.Request(ctx, http.MethodGet, "/api/v2/users/"+url.PathEscape(owner)+"/workspace/"+url.PathEscape(name), nil, &w)
+	return w, err
+}
