@@ -1,0 +1,357 @@
+package tailnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"tailscale.com/client/local"
+	"tailscale.com/envknob"
+	"tailscale.com/ipn"
+	"tailscale.com/ipn/store/mem"
+	"tailscale.com/tailcfg"
+	"tailscale.com/tsnet"
+)
+
+// ProcessOptions are the process-wide tailscale settings of
+// [ConfigureProcess].
+type ProcessOptions struct {
+	// ControlURL is the control server the process's nodes use. With an
+	// http:// URL the DERP clients speak plain HTTP too
+	// (TS_DEBUG_USE_DERP_HTTP), because derphttp always dials https://
+	// otherwise.
+	ControlURL string
+	// DERPForceWebsockets makes DERP clients connect over websockets
+	// (--derp-force-websockets, TS_DEBUG_DERP_WS_CLIENT). Upstream only
+	// compiles the websocket DERP client with the build tag
+	// ts_debug_websockets; without it ConfigureProcess returns
+	// [ErrNoWebsocketDERP].
+	DERPForceWebsockets bool
+}
+
+// ErrNoWebsocketDERP is returned by [ConfigureProcess] when websocket DERP
+// is asked for in a binary built without the ts_debug_websockets tag.
+var ErrNoWebsocketDERP = errors.New("tailnet: websocket DERP needs a binary built with -tags ts_debug_websockets")
+
+// ConfigureProcess sets tailscale's process-wide knobs. Call it once from
+// main (cmd/coder), before the first node starts. They are global because
+// tailscale reads them through envknob, mostly into package variables
+// registered at init, so they cannot differ between nodes of one process:
+//
+//   - TS_NO_LOGS_NO_SUPPORT=true: tsnet would otherwise upload its logs to
+//     log.tailscale.com; with it the logtail transport is a no-op.
+//   - TS_DISABLE_PORTMAPPER=1: tsnet links net/portmapper, which probes the
+//     LAN gateway with NAT-PMP, PCP and UPnP.
+//   - TS_DEBUG_USE_DERP_HTTP=1, only for an http:// control URL: DERP over
+//     plain HTTP on the same port as the control server.
+//   - TS_DEBUG_DERP_WS_CLIENT=1, only with DERPForceWebsockets.
+//
+// It is not safe to call concurrently with running nodes.
+func ConfigureProcess(o ProcessOptions) error {
+	if o.DERPForceWebsockets && !websocketDERPCompiled {
+		return ErrNoWebsocketDERP
+	}
+	envknob.Setenv("TS_NO_LOGS_NO_SUPPORT", "true")
+	envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
+	if o.ControlURL != "" {
+		u, err := url.Parse(o.ControlURL)
+		if err != nil {
+			return fmt.Errorf("tailnet: configure process: parse control URL: %w", err)
+		}
+		envknob.Setenv("TS_DEBUG_USE_DERP_HTTP", strconv.FormatBool(u.Scheme == "http"))
+	}
+	envknob.Setenv("TS_DEBUG_DERP_WS_CLIENT", strconv.FormatBool(o.DERPForceWebsockets))
+	return nil
+}
+
+// NodeOptions configure [NewNode].
+type NodeOptions struct {
+	// Dir is the node's state directory; tsnet writes small files there even
+	// with an in-memory state store. Each node needs its own. Empty means a
+	// temporary directory removed by Close.
+	Dir string
+	// Hostname is the node's name; empty means the control server picks one.
+	Hostname string
+	// ControlURL is the control server's URL (the access URL). Required.
+	ControlURL string
+	// AuthKey authenticates the node: the agent token, the user's API key,
+	// or the server/proxy token, as the control server's Authenticator
+	// expects. Required.
+	AuthKey string
+	// Port is the UDP port for WireGuard; 0 picks a free one.
+	Port uint16
+	// Persistent keeps the node registered after Close. The default
+	// (false) is an ephemeral node that logs out on Close.
+	Persistent bool
+	// Logger receives tsnet's logs at Debug. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Node is a tsnet node on the tailnet: an agent, the server's in-process
+// node, a CLI client or a proxy. Its state lives in memory.
+type Node struct {
+	ts      *tsnet.Server
+	lc      *local.Client
+	addr    netip.Addr
+	tempDir string
+	once    sync.Once
+	err     error
+}
+
+// NewNode starts a node and brings it up with ctx: it returns once the
+// control server accepted the node, or with the control server's refusal
+// (for example [ErrBrowserOnly]'s message). The caller must Close the node.
+// Up does not prove DERP or peer connectivity; use [Node.WaitForPeer].
+func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
+	if o.ControlURL == "" {
+		return nil, errors.New("tailnet: new node: ControlURL is required")
+	}
+	if o.AuthKey == "" {
+		return nil, errors.New("tailnet: new node: AuthKey is required")
+	}
+	n := &Node{}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "coder-tailnet-")
+		if err != nil {
+			return nil, fmt.Errorf("tailnet: new node: %w", err)
+		}
+		dir, n.tempDir = d, d
+	}
+	logf := logfFromSlog(discardLogger(o.Logger).With("component", "tsnet"))
+	n.ts = &tsnet.Server{
+		Dir:        dir,
+		Store:      new(mem.Store),
+		Hostname:   o.Hostname,
+		UserLogf:   logf,
+		Logf:       logf,
+		Ephemeral:  !o.Persistent,
+		AuthKey:    o.AuthKey,
+		ControlURL: o.ControlURL,
+		Port:       o.Port,
+		// ClientSecret, ClientID, IDToken, Audience, AdvertiseTags, Tun
+		// and RunWebClient stay zero: OAuth, workload identity, tags, a
+		// TUN device and the web client are not used.
+	}
+	st, err := n.ts.Up(ctx)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("tailnet: new node: %w", err)
+	}
+	for _, a := range st.TailscaleIPs {
+		if a.Is6() {
+			n.addr = a
+		}
+	}
+	if !n.addr.IsValid() && len(st.TailscaleIPs) > 0 {
+		n.addr = st.TailscaleIPs[0]
+	}
+	n.lc, err = n.ts.LocalClient()
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("tailnet: new node: %w", err)
+	}
+	return n, nil
+}
+
+// Addr returns the node's tailnet address.
+func (n *Node) Addr() netip.Addr { return n.addr }
+
+// ErrNotPeer is returned by [Node.Dial] and [Node.Ping] for an address that
+// is not a peer in the node's network map.
+var ErrNotPeer = errors.New("tailnet: address is not a peer of this node")
+
+// checkPeer refuses addresses that are not peers. This matters for
+// security: tsnet dials an address that is not in the netmap on the host
+// network instead.
+func (n *Node) checkPeer(ctx context.Context, addr netip.Addr) error {
+	if addr == n.addr {
+		return nil
+	}
+	if _, err := n.lc.WhoIs(ctx, addr.String()); err != nil {
+		if errors.Is(err, local.ErrPeerNotFound) {
+			return fmt.Errorf("%s: %w", addr, ErrNotPeer)
+		}
+		return err
+	}
+	return nil
+}
+
+// Dial opens a TCP connection to port on addr over the tailnet. It first
+// checks that addr is a peer in the node's netmap and returns an error
+// wrapping [ErrNotPeer] otherwise. The caller must close the connection.
+func (n *Node) Dial(ctx context.Context, addr netip.Addr, port uint16) (net.Conn, error) {
+	if err := n.checkPeer(ctx, addr); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c, err := n.ts.Dial(ctx, "tcp", netip.AddrPortFrom(addr, port).String())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Listen listens for TCP connections on port of the node's tailnet
+// address. The caller must close the listener.
+func (n *Node) Listen(port uint16) (net.Listener, error) {
+	ln, err := n.ts.Listen("tcp", ":"+strconv.Itoa(int(port)))
+	if err != nil {
+		return nil, fmt.Errorf("tailnet: listen %d: %w", port, err)
+	}
+	return ln, nil
+}
+
+// PingResult is the outcome of a disco ping.
+type PingResult struct {
+	// Latency is the round-trip time.
+	Latency time.Duration `json:"latency"`
+	// Direct is true when the pong came over a direct UDP path.
+	Direct bool `json:"direct"`
+	// Endpoint is the peer's ip:port for a direct path.
+	Endpoint string `json:"endpoint,omitempty"`
+	// DERPRegionID and DERPRegionCode name the relay for a DERP path.
+	DERPRegionID   int    `json:"derp_region_id,omitempty"`
+	DERPRegionCode string `json:"derp_region_code,omitempty"`
+}
+
+// Ping sends one disco ping to addr (which must be a peer) and reports the
+// path it took. Repeated pings let the path upgrade to direct.
+func (n *Node) Ping(ctx context.Context, addr netip.Addr) (PingResult, error) {
+	if err := n.checkPeer(ctx, addr); err != nil {
+		return PingResult{}, fmt.Errorf("ping %s: %w", addr, err)
+	}
+	r, err := n.lc.Ping(ctx, addr, tailcfg.PingDisco)
+	if err != nil {
+		return PingResult{}, fmt.Errorf("ping %s: %w", addr, err)
+	}
+	if r.Err != "" {
+		return PingResult{}, fmt.Errorf("ping %s: %s", addr, r.Err)
+	}
+	return PingResult{
+		Latency:        time.Duration(r.LatencySeconds * float64(time.Second)),
+		Direct:         r.Endpoint != "" && r.DERPRegionID == 0,
+		Endpoint:       r.Endpoint,
+		DERPRegionID:   r.DERPRegionID,
+		DERPRegionCode: r.DERPRegionCode,
+	}, nil
+}
+
+// Peer is a peer in the node's network map.
+type Peer struct {
+	Addr     netip.Addr
+	Hostname string
+	Online   bool
+	HomeDERP int
+	// Endpoints are the peer's known UDP endpoints.
+	Endpoints []netip.AddrPort
+}
+
+// Peers returns the node's current peers.
+func (n *Node) Peers(ctx context.Context) ([]Peer, error) {
+	st, err := n.lc.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tailnet: peers: %w", err)
+	}
+	var out []Peer
+	for _, p := range st.Peer {
+		var addr netip.Addr
+		if len(p.TailscaleIPs) > 0 {
+			addr = p.TailscaleIPs[0]
+		}
+		pr := Peer{Addr: addr, Hostname: p.HostName, Online: p.Online}
+		out = append(out, pr)
+	}
+	nm, err := n.netmapPeers(ctx)
+	if err == nil {
+		for i := range out {
+			if d, ok := nm[out[i].Addr]; ok {
+				out[i].HomeDERP = d.HomeDERP
+				out[i].Endpoints = d.Endpoints
+			}
+		}
+	}
+	return out, nil
+}
+
+// netmapPeers reads home DERP and endpoints of peers from the node's
+// current network map.
+func (n *Node) netmapPeers(ctx context.Context) (map[netip.Addr]Peer, error) {
+	w, err := n.lc.WatchIPNBus(ctx, ipn.NotifyInitialNetMap)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	for {
+		msg, err := w.Next()
+		if err != nil {
+			return nil, err
+		}
+		if msg.NetMap == nil {
+			continue
+		}
+		out := map[netip.Addr]Peer{}
+		for _, p := range msg.NetMap.Peers {
+			if p.Addresses().Len() == 0 {
+				continue
+			}
+			eps := make([]netip.AddrPort, 0, p.Endpoints().Len())
+			for _, e := range p.Endpoints().All() {
+				eps = append(eps, e)
+			}
+			out[p.Addresses().At(0).Addr()] = Peer{HomeDERP: p.HomeDERP(), Endpoints: eps}
+		}
+		return out, nil
+	}
+}
+
+// WaitForPeer polls until addr is an online peer in the node's netmap, or
+// ctx ends.
+func (n *Node) WaitForPeer(ctx context.Context, addr netip.Addr) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := n.lc.Status(ctx)
+		if err == nil {
+			for _, p := range st.Peer {
+				for _, a := range p.TailscaleIPs {
+					if a == addr && p.Online {
+						return nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tailnet: wait for peer %s: %w", addr, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// LocalClient returns the node's tsnet local API client, for status and
+// debugging.
+func (n *Node) LocalClient() *local.Client { return n.lc }
+
+// Close stops the node; an ephemeral node logs out first. It is
+// idempotent and returns when tsnet has shut down.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		if n.ts != nil {
+			if err := n.ts.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				n.err = err
+			}
+		}
+		if n.tempDir != "" {
+			os.RemoveAll(n.tempDir)
+		}
+	})
+	return n.err
+}

@@ -1,0 +1,210 @@
+package tailnet_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatewaydev/coder/tailnet"
+	"github.com/gatewaydev/coder/tailnet/tailnettest"
+)
+
+const echoPort = 7000
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// serveEcho echoes lines on port of n until the test ends.
+func serveEcho(t *testing.T, n *tailnet.Node, port uint16) {
+	t.Helper()
+	ln, err := n.Listen(port)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// echo dials addr:port from n, sends a line and checks the echo.
+func echo(ctx context.Context, n *tailnet.Node, addr netip.Addr, port uint16) error {
+	c, err := n.Dial(ctx, addr, port)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	if _, err := io.WriteString(c, "hello tailnet\n"); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "hello tailnet\n" {
+		return errors.New("bad echo: " + line)
+	}
+	return nil
+}
+
+// eventuallyEcho retries echo until it works or ctx ends.
+func eventuallyEcho(t *testing.T, ctx context.Context, n *tailnet.Node, addr netip.Addr, port uint16) {
+	t.Helper()
+	var last error
+	ok := tailnettest.Eventually(ctx, func() bool {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		last = echo(dctx, n, addr, port)
+		return last == nil
+	})
+	if !ok {
+		t.Fatalf("echo %s:%d: %v", addr, port, last)
+	}
+}
+
+func peerAddrs(t *testing.T, ctx context.Context, n *tailnet.Node) []netip.Addr {
+	t.Helper()
+	ps, err := n.Peers(ctx)
+	if err != nil {
+		t.Fatalf("peers: %v", err)
+	}
+	var out []netip.Addr
+	for _, p := range ps {
+		out = append(out, p.Addr)
+	}
+	return out
+}
+
+// waitPeers polls until n's peer set satisfies cond.
+func waitPeers(t *testing.T, ctx context.Context, n *tailnet.Node, what string, cond func([]netip.Addr) bool) {
+	t.Helper()
+	var last []netip.Addr
+	if !tailnettest.Eventually(ctx, func() bool {
+		ps, err := n.Peers(ctx)
+		if err != nil {
+			return false
+		}
+		last = last[:0]
+		for _, p := range ps {
+			last = append(last, p.Addr)
+		}
+		return cond(last)
+	}) {
+		t.Fatalf("peers never %s; last: %v", what, last)
+	}
+}
+
+func agentID(owner, name string) tailnet.Identity {
+	return tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent-" + owner + "-" + name, OwnerID: owner, Name: name}
+}
+
+func clientID(owner string) tailnet.Identity {
+	return tailnet.Identity{Kind: tailnet.KindClient, ID: "key-" + owner, OwnerID: owner, Name: "cli-" + owner}
+}
+
+var serverIdentity = tailnet.Identity{Kind: tailnet.KindServer, ID: "replica-1", Name: "coderd"}
+
+func TestAgentReachable(t *testing.T) {
+	t.Parallel()
+	h := tailnettest.New(t, tailnettest.Options{})
+	ctx := ctxT(t, 30*time.Second)
+
+	agent := h.StartNode(t, agentID("alice", "dev"))
+	serveEcho(t, agent, echoPort)
+	if want := tailnet.AddrOf(tailnet.KindAgent, "agent-alice-dev"); agent.Addr() != want {
+		t.Fatalf("agent addr %s, want AddrOf %s", agent.Addr(), want)
+	}
+	if !agent.Addr().Is6() {
+		t.Fatalf("agent addr %s is not IPv6", agent.Addr())
+	}
+	srv := h.StartNode(t, serverIdentity)
+	cli := h.StartNode(t, clientID("alice"))
+
+	for name, n := range map[string]*tailnet.Node{"server": srv, "client": cli} {
+		t.Run(name, func(t *testing.T) {
+			eventuallyEcho(t, ctx, n, agent.Addr(), echoPort)
+			// Direct path on loopback: disco pings upgrade to direct.
+			var last tailnet.PingResult
+			if !tailnettest.Eventually(ctx, func() bool {
+				r, err := n.Ping(ctx, agent.Addr())
+				last = r
+				return err == nil && r.Direct
+			}) {
+				t.Fatalf("ping never direct; last %+v", last)
+			}
+			if !strings.HasPrefix(last.Endpoint, "127.0.0.1:") && !strings.HasPrefix(last.Endpoint, "[") {
+				t.Errorf("direct endpoint %q is not a local address", last.Endpoint)
+			}
+		})
+	}
+
+	// The server node sees only agents; the agent sees server and client.
+	if got := peerAddrs(t, ctx, srv); !slices.Equal(got, []netip.Addr{agent.Addr()}) {
+		t.Errorf("server peers %v, want only the agent %v", got, agent.Addr())
+	}
+	waitPeers(t, ctx, agent, "server and client", func(a []netip.Addr) bool {
+		return len(a) == 2 && slices.Contains(a, srv.Addr()) && slices.Contains(a, cli.Addr())
+	})
+
+	// Clients and servers accept no inbound connections.
+	serveEcho(t, cli, echoPort)
+	dctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	if err := echo(dctx, agent, cli.Addr(), echoPort); err == nil {
+		t.Errorf("agent reached a listener on the client: packet filter must deny inbound to clients")
+	}
+
+	st := h.Server().Stats()
+	if st.Online[tailnet.KindAgent] != 1 || st.Online[tailnet.KindClient] != 1 || st.Online[tailnet.KindServer] != 1 {
+		t.Errorf("online stats %v", st.Online)
+	}
+	if st.MapResponses["full"] < 3 || st.MapResponses["delta"] == 0 {
+		t.Errorf("map responses %v", st.MapResponses)
+	}
+	if st.STUNRequests == 0 {
+		t.Errorf("no STUN requests counted")
+	}
+	nodes := h.Server().Nodes()
+	if len(nodes) != 3 {
+		t.Fatalf("Nodes() = %d entries, want 3", len(nodes))
+	}
+	for _, n := range nodes {
+		if !n.Online || n.HomeDERP != tailnet.DefaultRegionID || len(n.Endpoints) == 0 {
+			t.Errorf("node %+v: want online with home DERP %d and endpoints", n, tailnet.DefaultRegionID)
+		}
+	}
+}
+
+var _ = net.IPv4len
