@@ -141,3 +141,11 @@ type AgentManifest struct {
 	Directory     string `json:"directory"`
 	Apps          []App  `json:"apps"`
 }
+
+// AgentHeartbeatInterval is how often an agent sends a heartbeat on its
+// connection; the server marks an agent disconnected after about two and a
+// half intervals of silence.
+const AgentHeartbeatInterval = 2 * time.Second
+
+// AgentConnectPath is the agent's control connection (a websocket).
+const AgentConnectPath = "/api/v2/workspaceagents/me/connect"

@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/gatewaydev/coder/sdk"
+)
+
+// Options configure an agent. URL and Token are required.
+type Options struct {
+	// URL is the coder server the agent dials (CODER_AGENT_URL).
+	URL *url.URL
+	// Token authenticates the agent (CODER_AGENT_TOKEN).
+	Token  string
+	Logger *slog.Logger
+	// Version is reported to the server.
+	Version string
+	// Directory is the agent's working directory, reported to the server;
+	// empty means the process's.
+	Directory string
+	// HTTPClient dials the server; nil means http.DefaultClient's transport.
+	HTTPClient *http.Client
+}
+
+// Agent is a running workspace agent. Create it with New; Close stops it.
+type Agent struct {
+	opts   Options
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	manifest  *sdk.AgentManifest
+	connected bool
+
+	closeOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New starts an agent: it dials the server in the background and keeps
+// reconnecting with backoff until Close.
+func New(opts Options) (*Agent, error) {
+	if opts.URL == nil || opts.URL.Host == "" {
+		return nil, errors.New("agent: the server URL is required (CODER_AGENT_URL)")
+	}
+	if opts.Token == "" {
+		return nil, errors.New("agent: the agent token is required (CODER_AGENT_TOKEN)")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Directory == "" {
+		opts.Directory, _ = os.Getwd()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel}
+	a.wg.Add(1)
+	go a.connectLoop()
+	return a, nil
+}
+
+// Close stops the agent and waits for its goroutines. It is idempotent.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		a.wg.Wait()
+	})
+	return nil
+}
+
+// Manifest returns what the server told the agent on its last connection,
+// or nil before the first.
+func (a *Agent) Manifest() *sdk.AgentManifest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.manifest
+}
+
+// connectLoop keeps the control connection up: backoff from 500 ms doubling
+// to 15 s, reset once a connection has lasted.
+func (a *Agent) connectLoop() {
+	defer a.wg.Done()
+	backoff := 500 * time.Millisecond
+	for {
+		start := time.Now()
+		err := a.connectOnce()
+		if a.ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = 500 * time.Millisecond
+		}
+		var perm *permanentError
+		level := slog.LevelWarn
+		if errors.As(err, &perm) {
+			level = slog.LevelError
+		}
+		a.logger.Log(a.ctx, level, "connection to server lost; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 15*time.Second)
+	}
+}
+
+// permanentError is a refusal that retrying will not fix by itself (a bad
+// token); the agent still retries, slowly, in case it is fixed server-side.
+type permanentError struct{ error }
+
+func (a *Agent) connectOnce() error {
+	u := *a.opts.URL
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + sdk.AgentConnectPath
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
+	if hc := a.opts.HTTPClient; hc != nil {
+		if t, ok := hc.Transport.(*http.Transport); ok {
+			dialer.TLSClientConfig = t.TLSClientConfig
+		}
+	}
+	h := http.Header{}
+	h.Set(sdk.SessionTokenHeader, a.opts.Token)
+	conn, resp, err := dialer.DialContext(a.ctx, u.String(), h)
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return &permanentError{fmt.Errorf("server refused the agent token (401): check CODER_AGENT_TOKEN")}
+		}
+		return fmt.Errorf("dial %s: %w", u.Redacted(), err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(a.ctx, func() { conn.Close() })
+	defer stop()
+
+	host, _ := os.Hostname()
+	hello := sdk.AgentHello{Version: a.opts.Version, OS: runtime.GOOS, Arch: runtime.GOARCH, Hostname: host, Directory: a.opts.Directory}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.WriteJSON(hello); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	var m sdk.AgentManifest
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.ReadJSON(&m); err != nil {
+		return fmt.Errorf("read manifest: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	a.mu.Lock()
+	a.manifest, a.connected = &m, true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.connected = false
+		a.mu.Unlock()
+	}()
+	a.logger.Info("connected to server", "agent", m.AgentName, "workspace", m.WorkspaceName, "owner", m.OwnerName)
+
+	// The server sends nothing after the manifest; a read that fails tells
+	// us the connection is gone.
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := conn.NextReader(); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	t := time.NewTicker(sdk.AgentHeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-readErr:
+			return fmt.Errorf("read: %w", err)
+		case <-a.ctx.Done():
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "agent stopping"), time.Now().Add(time.Second))
+			<-readErr
+			return a.ctx.Err()
+		case <-t.C:
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"heartbeat"}`)); err != nil {
+				conn.Close()
+				<-readErr
+				return fmt.Errorf("send heartbeat: %w", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/gatewaydev/coder/agent"
+)
+
+type agentOptions struct {
+	URL       urlValue
+	Token     stringValue
+	Directory stringValue
+	Verbose   boolValue
+}
+
+func newAgentCmd() *cobra.Command {
+	var o agentOptions
+	opts := optionSet{
+		{Flag: "agent-url", Env: "CODER_AGENT_URL", Value: &o.URL, Description: "URL of the coder server the agent connects to."},
+		{Flag: "agent-token", Env: "CODER_AGENT_TOKEN", Value: &o.Token, Secret: true, Description: "The agent's token, from its workspace."},
+		{Flag: "directory", Env: "CODER_AGENT_DIRECTORY", Value: &o.Directory, Description: "The workspace's working directory (default: the current directory)."},
+		{Flag: "verbose", Short: "v", Env: "CODER_AGENT_VERBOSE", Value: &o.Verbose, Description: "Log debug messages."},
+	}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the workspace agent (inside a workspace)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.URL.u == nil {
+				return errMissing("agent-url", "CODER_AGENT_URL")
+			}
+			if o.Token == "" {
+				return errMissing("agent-token", "CODER_AGENT_TOKEN")
+			}
+			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
+			a, err := agent.New(agent.Options{URL: o.URL.u, Token: string(o.Token), Logger: logger, Version: version, Directory: string(o.Directory)})
+			if err != nil {
+				return err
+			}
+			logger.Info("agent starting", "url", o.URL.u.Redacted(), "version", version)
+			<-cmd.Context().Done()
+			logger.Info("agent stopping")
+			return a.Close()
+		},
+	}
+	opts.register(cmd)
+	return cmd
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatewaydev/coder/handlers"
+	"github.com/gatewaydev/coder/store"
+)
+
+// serverOptions are the options of `coder server`.
+type serverOptions struct {
+	HTTPAddress       stringValue
+	AccessURL         urlValue
+	WildcardAccessURL stringValue
+	TLSEnable         boolValue
+	TLSAddress        stringValue
+	TLSCertFile       stringValue
+	TLSKeyFile        stringValue
+	PostgresURL       stringValue
+	ConfigDir         stringValue
+	PrometheusEnable  boolValue
+	PrometheusAddress stringValue
+	BrowserOnly       boolValue
+	Verbose           boolValue
+}
+
+func (o *serverOptions) table() optionSet {
+	return optionSet{
+		{Flag: "http-address", Env: "CODER_HTTP_ADDRESS", Default: "127.0.0.1:3000", Value: &o.HTTPAddress,
+			Description: "HTTP bind address of the server. Empty disables plain HTTP (with --tls-enable)."},
+		{Flag: "access-url", Env: "CODER_ACCESS_URL", Value: &o.AccessURL,
+			Description: "The URL that users and agents use to reach this server. Defaults to the HTTP (or TLS) address."},
+		{Flag: "wildcard-access-url", Env: "CODER_WILDCARD_ACCESS_URL", Value: &o.WildcardAccessURL,
+			Description: `Wildcard host for subdomain apps, like "*.apps.example.com".`},
+		{Flag: "tls-enable", Env: "CODER_TLS_ENABLE", Value: &o.TLSEnable,
+			Description: "Serve HTTPS on --tls-address with --tls-cert-file and --tls-key-file."},
+		{Flag: "tls-address", Env: "CODER_TLS_ADDRESS", Default: "127.0.0.1:3443", Value: &o.TLSAddress,
+			Description: "HTTPS bind address of the server."},
+		{Flag: "tls-cert-file", Env: "CODER_TLS_CERT_FILE", Value: &o.TLSCertFile,
+			Description: "PEM certificate (chain) for TLS."},
+		{Flag: "tls-key-file", Env: "CODER_TLS_KEY_FILE", Value: &o.TLSKeyFile,
+			Description: "PEM private key for TLS."},
+		{Flag: "postgres-url", Env: "CODER_PG_CONNECTION_URL", Value: &o.PostgresURL, Secret: true,
+			Description: "URL of an external PostgreSQL database. Empty starts a built-in PostgreSQL under --config-dir."},
+		{Flag: "config-dir", Env: "CODER_CONFIG_DIR", Default: defaultConfigDir(), Value: &o.ConfigDir,
+			Description: "Directory for the server's state: the built-in database and local workspaces."},
+		{Flag: "prometheus-enable", Env: "CODER_PROMETHEUS_ENABLE", Value: &o.PrometheusEnable,
+			Description: "Serve Prometheus metrics on --prometheus-address."},
+		{Flag: "prometheus-address", Env: "CODER_PROMETHEUS_ADDRESS", Default: "127.0.0.1:2112", Value: &o.PrometheusAddress,
+			Description: "Bind address of the Prometheus metrics endpoint."},
+		{Flag: "browser-only", Env: "CODER_BROWSER_ONLY", Value: &o.BrowserOnly,
+			Description: "Allow only browser connections to workspaces (web terminal and apps); refuse SSH and CLI tunnels."},
+		{Flag: "verbose", Short: "v", Env: "CODER_VERBOSE", Value: &o.Verbose,
+			Description: "Log debug messages."},
+	}
+}
+
+func newServerCmd() *cobra.Command {
+	var o serverOptions
+	opts := o.table()
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Start the Coder server: dashboard, API, tailnet coordination, DERP relay and STUN",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
+			logger.Info("starting coder server", append([]any{"version", version}, opts.nonDefault()...)...)
+			return runServer(cmd.Context(), &o, logger, cmd.OutOrStdout())
+		},
+	}
+	opts.register(cmd)
+	return cmd
+}
+
+func checkHostPort(flag, env, v string) error {
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return fmt.Errorf("invalid value %q for --%s / $%s: must be host:port, like 127.0.0.1:3000", v, flag, env)
+	}
+	return nil
+}
+
+func (o *serverOptions) validate() error {
+	if o.HTTPAddress != "" {
+		if err := checkHostPort("http-address", "CODER_HTTP_ADDRESS", string(o.HTTPAddress)); err != nil {
+			return err
+		}
+	}
+	if o.TLSEnable {
+		if err := checkHostPort("tls-address", "CODER_TLS_ADDRESS", string(o.TLSAddress)); err != nil {
+			return err
+		}
+		if o.TLSCertFile == "" || o.TLSKeyFile == "" {
+			return errors.New("--tls-enable needs --tls-cert-file ($CODER_TLS_CERT_FILE) and --tls-key-file ($CODER_TLS_KEY_FILE)")
+		}
+	} else if o.HTTPAddress == "" {
+		return errors.New("--http-address ($CODER_HTTP_ADDRESS) is empty and TLS is off: the server would listen nowhere")
+	}
+	if o.PrometheusEnable {
+		if err := checkHostPort("prometheus-address", "CODER_PROMETHEUS_ADDRESS", string(o.PrometheusAddress)); err != nil {
+			return err
+		}
+	}
+	if w := string(o.WildcardAccessURL); w != "" && !strings.HasPrefix(w, "*.") {
+		return fmt.Errorf("invalid value %q for --wildcard-access-url / $CODER_WILDCARD_ACCESS_URL: must start with \"*.\", like *.apps.example.com", w)
+	}
+	if o.ConfigDir == "" {
+		return errors.New("--config-dir ($CODER_CONFIG_DIR) must not be empty")
+	}
+	return nil
+}
+
+// runServer runs the server until ctx ends, then shuts down in order:
+// HTTP (graceful, 10 s), agents, API, database.
+func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdout interface{ Write([]byte) (int, error) }) error {
+	configDir, err := filepath.Abs(string(o.ConfigDir))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(configDir, 0o700); err != nil {
+		return fmt.Errorf("create config dir: %w", err)
+	}
+
+	// Listen first, so that the access URL can name the real port.
+	var httpLn, tlsLn net.Listener
+	if o.HTTPAddress != "" {
+		httpLn, err = net.Listen("tcp", string(o.HTTPAddress))
+		if err != nil {
+			return fmt.Errorf("listen on --http-address %s: %w", o.HTTPAddress, err)
+		}
+		defer httpLn.Close()
+	}
+	var tlsConfig *tls.Config
+	if o.TLSEnable {
+		cert, err := tls.LoadX509KeyPair(string(o.TLSCertFile), string(o.TLSKeyFile))
+		if err != nil {
+			return fmt.Errorf("load --tls-cert-file and --tls-key-file: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		tlsLn, err = net.Listen("tcp", string(o.TLSAddress))
+		if err != nil {
+			return fmt.Errorf("listen on --tls-address %s: %w", o.TLSAddress, err)
+		}
+		defer tlsLn.Close()
+	}
+	accessURL := o.AccessURL.u
+	if accessURL == nil {
+		accessURL = defaultAccessURL(httpLn, tlsLn)
+	}
+
+	pgURL := string(o.PostgresURL)
+	builtin := pgURL == ""
+	if builtin {
+		pg, err := store.StartBuiltin(ctx, store.BuiltinOptions{Dir: filepath.Join(configDir, "postgres"), Logger: logger.With("component", "postgres")})
+		if err != nil {
+			return err
+		}
+		defer pg.Close()
+		pgURL = pg.URL()
+	}
+	db, err := store.Open(ctx, pgURL)
+	if err != nil {
+		if !builtin {
+			return fmt.Errorf("%w (check --postgres-url / $CODER_PG_CONNECTION_URL)", err)
+		}
+		return err
+	}
+	defer db.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable for local agents: %w", err)
+	}
+	prov := &handlers.ProcessProvisioner{Binary: exe, Dir: filepath.Join(configDir, "workspaces"), Logger: logger.With("component", "provisioner")}
+	defer prov.Close()
+
+	api, err := handlers.New(handlers.Options{
+		DB: db, Logger: logger, AccessURL: accessURL, WildcardAccessURL: string(o.WildcardAccessURL),
+		TLS: bool(o.TLSEnable), BrowserOnly: bool(o.BrowserOnly), BuiltinDB: builtin, Version: version,
+		Registerer: reg, Provisioner: prov,
+	})
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+
+	var g errgroup.Group
+	var servers []*http.Server
+	serve := func(ln net.Listener, tlsCfg *tls.Config) {
+		srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+		servers = append(servers, srv)
+		g.Go(func() error {
+			var err error
+			if tlsCfg != nil {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		})
+	}
+	if httpLn != nil {
+		serve(httpLn, nil)
+	}
+	if tlsLn != nil {
+		serve(tlsLn, tlsConfig)
+	}
+	if o.PrometheusEnable {
+		pln, err := net.Listen("tcp", string(o.PrometheusAddress))
+		if err != nil {
+			return fmt.Errorf("listen on --prometheus-address %s: %w", o.PrometheusAddress, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, psrv)
+		g.Go(func() error {
+			if err := psrv.Serve(pln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		logger.Info("serving prometheus metrics", "address", pln.Addr().String())
+	}
+
+	if err := api.StartWorkspaces(ctx); err != nil {
+		logger.Error("start workspaces", "err", err)
+	}
+	printBanner(ctx, stdout, db, accessURL, builtin)
+
+	<-ctx.Done()
+	logger.Info("shutting down; press Ctrl+C again to force")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			srv.Close()
+		}
+	}
+	prov.Close()
+	api.Close()
+	err = g.Wait()
+	logger.Info("stopped")
+	return err
+}
+
+// defaultAccessURL is the address users reach when --access-url is not
+// set: the TLS listener if any, else the HTTP one, with a wildcard host
+// replaced by localhost.
+func defaultAccessURL(httpLn, tlsLn net.Listener) *url.URL {
+	scheme, ln := "http", httpLn
+	if tlsLn != nil {
+		scheme, ln = "https", tlsLn
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}
+}
+
+func printBanner(ctx context.Context, w interface{ Write([]byte) (int, error) }, db *store.DB, accessURL *url.URL, builtin bool) {
+	n, _ := db.CountUsers(ctx)
+	fmt.Fprintf(w, "\nCoder %s is ready.\n\n", version)
+	fmt.Fprintf(w, "  Dashboard:  %s\n", accessURL)
+	if builtin {
+		fmt.Fprintf(w, "  Database:   built-in PostgreSQL\n")
+	}
+	if n == 0 {
+		fmt.Fprintf(w, "\n  No users yet: open %s/setup to create the first (owner) user,\n  or run: coder login %s --first-user-username admin --first-user-email admin@example.com\n", accessURL, accessURL)
+	} else {
+		fmt.Fprintf(w, "\n  Log in at %s/login, or from a terminal: coder login %s\n", accessURL, accessURL)
+	}
+	fmt.Fprintf(w, "\n  Press Ctrl+C to stop.\n\n")
+}

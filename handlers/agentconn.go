@@ -1,0 +1,158 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/store"
+)
+
+// Agent connection timing: the agent sends a heartbeat every
+// sdk.AgentHeartbeatInterval; a connection silent for agentReadTimeout is
+// closed and the agent marked disconnected.
+const (
+	agentReadTimeout   = 5 * time.Second
+	agentHelloTimeout  = 10 * time.Second
+	agentDBWriteEvery  = 2 * time.Second
+	agentMaxFrameBytes = 64 << 10
+)
+
+var agentUpgrader = websocket.Upgrader{
+	ReadBufferSize:    4096,
+	WriteBufferSize:   4096,
+	EnableCompression: false,
+	// Agents are programs, not browsers: a request that carries an Origin
+	// header came from a page and is refused.
+	CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+}
+
+// agentConns tracks this server's open agent connections, so that a newer
+// connection of the same agent replaces the older one, and tokens can be
+// revoked.
+type agentConns struct {
+	mu    sync.Mutex
+	conns map[string]*websocket.Conn
+}
+
+func (c *agentConns) swap(id string, conn *websocket.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conns == nil {
+		c.conns = map[string]*websocket.Conn{}
+	}
+	if old := c.conns[id]; old != nil {
+		old.Close()
+	}
+	c.conns[id] = conn
+}
+
+// remove forgets conn, unless a newer connection replaced it. It reports
+// whether conn was still the agent's current connection.
+func (c *agentConns) remove(id string, conn *websocket.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conns[id] != conn {
+		return false
+	}
+	delete(c.conns, id)
+	return true
+}
+
+func (c *agentConns) close(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn := c.conns[id]; conn != nil {
+		conn.Close()
+	}
+}
+
+func (a *API) disconnectAgent(id string) { a.agents.close(id) }
+
+// agentFromToken authenticates an agent by its token.
+func (a *API) agentFromToken(ctx context.Context, token string) (store.Agent, error) {
+	if token == "" {
+		return store.Agent{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "Send the agent token in the Coder-Session-Token header (CODER_AGENT_TOKEN)."}
+	}
+	ag, err := a.db.AgentByTokenHash(ctx, hashSecret(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return ag, &HTTPError{Code: http.StatusUnauthorized, Msg: "The agent token is not valid. It may have been regenerated, or its workspace deleted."}
+	}
+	return ag, err
+}
+
+// serveAgentConnect is the agent's control connection: a websocket on which
+// the agent says hello, gets its manifest, and sends heartbeats.
+func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
+	ag, err := a.agentFromToken(r.Context(), r.Header.Get(sdk.SessionTokenHeader))
+	if err != nil {
+		return err
+	}
+	wk, err := a.db.WorkspaceByID(r.Context(), ag.WorkspaceID)
+	if err != nil {
+		return err
+	}
+	conn, err := agentUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return nil // the upgrader wrote the error response
+	}
+	defer conn.Close()
+	conn.SetReadLimit(agentMaxFrameBytes)
+	log := a.logger.With("agent_id", ag.ID, "workspace_id", wk.ID)
+
+	var hello sdk.AgentHello
+	conn.SetReadDeadline(time.Now().Add(agentHelloTimeout))
+	if err := conn.ReadJSON(&hello); err != nil {
+		log.Debug("agent hello", "err", err)
+		return nil
+	}
+	ctx := context.WithoutCancel(r.Context())
+	ag.Version, ag.OS, ag.Arch, ag.Hostname, ag.Directory = hello.Version, hello.OS, hello.Arch, hello.Hostname, hello.Directory
+	if err := a.db.AgentConnected(ctx, ag); err != nil {
+		log.Error("record agent connection", "err", err)
+		return nil
+	}
+	a.agents.swap(ag.ID, conn)
+	a.metrics.agentsConnected.Inc()
+	a.events.publish(wk.ID)
+	log.Info("agent connected", "version", hello.Version, "os", hello.OS, "arch", hello.Arch)
+	defer func() {
+		a.metrics.agentsConnected.Dec()
+		if a.agents.remove(ag.ID, conn) {
+			if err := a.db.AgentDisconnected(ctx, ag.ID); err != nil {
+				log.Warn("record agent disconnection", "err", err)
+			}
+			log.Info("agent disconnected")
+		}
+		a.events.publish(wk.ID)
+	}()
+
+	spec := agentSpec(ag)
+	manifest := sdk.AgentManifest{
+		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
+		Directory: spec.Directory, Apps: spec.Apps,
+	}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.WriteJSON(manifest); err != nil {
+		return nil
+	}
+
+	lastWrite := time.Now()
+	for {
+		conn.SetReadDeadline(time.Now().Add(agentReadTimeout))
+		if _, _, err := conn.NextReader(); err != nil {
+			return nil
+		}
+		if time.Since(lastWrite) >= agentDBWriteEvery {
+			lastWrite = time.Now()
+			if err := a.db.AgentHeartbeat(ctx, ag.ID); err != nil {
+				log.Warn("record agent heartbeat", "err", err)
+			}
+		}
+	}
+}

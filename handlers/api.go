@@ -1,0 +1,197 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/alexedwards/scs/pgxstore"
+	"github.com/alexedwards/scs/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatewaydev/coder/static"
+	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/web"
+)
+
+// Options configure the primary server's HTTP surface. DB, Logger and
+// AccessURL are required; the rest have usable zero values.
+type Options struct {
+	DB        *store.DB
+	Logger    *slog.Logger
+	AccessURL *url.URL
+	// WildcardAccessURL is the wildcard host for subdomain apps, like
+	// "*.apps.example.com"; empty disables subdomain apps.
+	WildcardAccessURL string
+	// TLS tells whether users reach the server over TLS: cookies are then
+	// marked Secure.
+	TLS bool
+	// BrowserOnly refuses SSH and CLI tunnels (shown on the deployment page).
+	BrowserOnly bool
+	// BuiltinDB tells whether the database is the built-in PostgreSQL.
+	BuiltinDB bool
+	// Version is the server's version string.
+	Version string
+	// Registerer receives the server's Prometheus metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Provisioner starts and stops agents of "local" templates; nil means
+	// local templates cannot start (their workspaces say so).
+	Provisioner Provisioner
+}
+
+// API is the primary server's HTTP surface. Create it with New, serve
+// Handler, and Close it after the HTTP server has stopped.
+type API struct {
+	opts     Options
+	db       *store.DB
+	logger   *slog.Logger
+	sessions *scs.SessionManager
+	limiter  loginLimiter
+	events   *broker
+	agents   agentConns
+	metrics  *metrics
+	mux      *http.ServeMux
+	// extraSettings are added to the deployment page by the assembly.
+	extraSettings []web.Setting
+	handler  http.Handler
+
+	closeOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New builds the API. It starts no goroutine that outlives Close.
+func New(opts Options) (*API, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &API{
+		opts:   opts,
+		db:     opts.DB,
+		logger: opts.Logger.With("component", "handlers"),
+		events: newBroker(),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	a.sessions = scs.New()
+	a.sessions.Store = pgxstore.NewWithCleanupInterval(opts.DB.Pool, 0)
+	a.sessions.Lifetime = 14 * 24 * time.Hour
+	a.sessions.IdleTimeout = 7 * 24 * time.Hour
+	a.sessions.Cookie.Name = "coder_session"
+	a.sessions.Cookie.HttpOnly = true
+	a.sessions.Cookie.SameSite = http.SameSiteLaxMode
+	a.sessions.Cookie.Secure = opts.TLS
+	a.sessions.Cookie.Path = "/"
+	a.sessions.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) { a.serveError(w, r, err) }
+
+	a.metrics = newMetrics(opts.Registerer, opts.DB)
+	a.routes()
+	a.wg.Add(1)
+	go a.janitor()
+	return a, nil
+}
+
+// Handler returns the root handler: routes behind request metrics, cross
+// origin protection and sessions.
+func (a *API) Handler() http.Handler { return a.handler }
+
+// Close stops the API's background work and waits for it. It does not
+// close the DB. It is idempotent.
+func (a *API) Close() error {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		a.wg.Wait()
+	})
+	return nil
+}
+
+// janitor deletes expired API keys and sessions hourly.
+func (a *API) janitor() {
+	defer a.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := a.db.DeleteExpiredAPIKeys(a.ctx); err != nil && a.ctx.Err() == nil {
+			a.logger.Warn("delete expired api keys", "err", err)
+		}
+		if _, err := a.db.Pool.Exec(a.ctx, `DELETE FROM sessions WHERE expiry < now()`); err != nil && a.ctx.Err() == nil {
+			a.logger.Warn("delete expired sessions", "err", err)
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *API) routes() {
+	mux := http.NewServeMux()
+	a.mux = mux
+	h, wu, wo := a.handle, a.withUser, a.withOwner
+
+	// Pages.
+	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
+	mux.HandleFunc("GET /{$}", h(a.serveIndex))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
+	mux.HandleFunc("GET /setup", h(a.serveSetupPage))
+	mux.HandleFunc("POST /setup", h(a.serveSetupForm))
+	mux.HandleFunc("GET /login", h(a.serveLoginPage))
+	mux.HandleFunc("POST /login", h(a.serveLoginForm))
+	mux.HandleFunc("POST /logout", h(a.serveLogoutForm))
+	mux.HandleFunc("GET /cli-auth", wu(a.serveCLIAuthPage))
+	mux.HandleFunc("GET /workspaces", wu(a.serveWorkspacesPage))
+	mux.HandleFunc("POST /workspaces", wu(a.serveCreateWorkspaceForm))
+	mux.HandleFunc("GET /@{user}/{workspace}", wu(a.serveWorkspacePage))
+	mux.HandleFunc("POST /@{user}/{workspace}/{action}", wu(a.serveWorkspaceAction))
+	mux.HandleFunc("GET /@{user}/{workspace}/events", wu(a.serveWorkspaceEvents))
+	mux.HandleFunc("GET /users", wo(a.serveUsersPage))
+	mux.HandleFunc("POST /users", wo(a.serveCreateUserForm))
+	mux.HandleFunc("POST /users/{id}/delete", wo(a.serveDeleteUserForm))
+	mux.HandleFunc("GET /templates", wo(a.serveTemplatesPage))
+	mux.HandleFunc("GET /deployment", wo(a.serveDeploymentPage))
+
+	// JSON API.
+	mux.HandleFunc("GET /api/v2/buildinfo", h(a.serveBuildInfo))
+	mux.HandleFunc("POST /api/v2/users/first", h(a.serveCreateFirstUser))
+	mux.HandleFunc("POST /api/v2/users/login", h(a.serveLogin))
+	mux.HandleFunc("POST /api/v2/users/logout", wu(a.serveLogout))
+	mux.HandleFunc("GET /api/v2/users/me", wu(a.serveMe))
+	mux.HandleFunc("GET /api/v2/users", wo(a.serveListUsers))
+	mux.HandleFunc("POST /api/v2/users", wo(a.serveCreateUser))
+	mux.HandleFunc("DELETE /api/v2/users/{user}", wo(a.serveDeleteUser))
+	mux.HandleFunc("GET /api/v2/templates", wu(a.serveListTemplates))
+	mux.HandleFunc("PUT /api/v2/templates/{name}", wo(a.servePushTemplate))
+	mux.HandleFunc("GET /api/v2/workspaces", wu(a.serveListWorkspaces))
+	mux.HandleFunc("POST /api/v2/workspaces", wu(a.serveCreateWorkspace))
+	mux.HandleFunc("GET /api/v2/users/{user}/workspace/{workspace}", wu(a.serveGetWorkspace))
+	mux.HandleFunc("POST /api/v2/workspaces/{id}/{action}", wu(a.serveWorkspaceTransition))
+	mux.HandleFunc("DELETE /api/v2/workspaces/{id}", wu(a.serveDeleteWorkspace))
+	mux.HandleFunc("POST /api/v2/workspaceagents/{id}/token", wu(a.serveRegenerateAgentToken))
+	mux.HandleFunc("GET /api/v2/workspaceagents/me/connect", h(a.serveAgentConnect))
+	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
+		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}
+	}))
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.serveError(w, r, &HTTPError{Code: http.StatusForbidden, Msg: "Cross-site request refused. Submit the form from the dashboard itself."})
+	}))
+	a.handler = a.metrics.instrument(mux, cop.Handler(a.sessions.LoadAndSave(securityHeaders(mux))))
+}
+
+// securityHeaders sets headers every dashboard response carries.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -1,0 +1,242 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/time/rate"
+
+	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/store"
+)
+
+// argon2id parameters (RFC 9106's second recommended option, with less
+// memory so that a login costs ~20 ms on two cores).
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+// hashPassword returns an encoded argon2id hash of password with a random
+// salt.
+func hashPassword(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// checkPassword compares password with an encoded hash in constant time.
+func checkPassword(encoded, password string) bool {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	want, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// dummyHash is compared against when a login names no user, so that the
+// response time does not tell whether the user exists.
+var dummyHash, _ = hashPassword("not a password")
+
+const minPasswordLen = 8
+
+func validatePassword(pw string) error {
+	if len(pw) < minPasswordLen {
+		return fmt.Errorf("must be at least %d characters", minPasswordLen)
+	}
+	if len(pw) > 256 {
+		return errors.New("must be at most 256 characters")
+	}
+	return nil
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return base64.RawURLEncoding.EncodeToString(b)[:n]
+}
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// API key lifetimes by kind.
+var apiKeyLifetime = map[string]time.Duration{
+	"cli":   30 * 24 * time.Hour,
+	"token": 365 * 24 * time.Hour,
+}
+
+// newAPIKey creates an API key for user and returns "<id>-<secret>".
+func (a *API) newAPIKey(ctx context.Context, userID, kind, name string) (string, error) {
+	id := randomString(10)
+	secret := randomString(22)
+	err := a.db.CreateAPIKey(ctx, store.APIKey{
+		ID: id, UserID: userID, HashedSecret: hashSecret(secret), Kind: kind, Name: name,
+		ExpiresAt: time.Now().Add(apiKeyLifetime[kind]),
+	})
+	if err != nil {
+		return "", fmt.Errorf("create api key: %w", err)
+	}
+	return id + "-" + secret, nil
+}
+
+// errBadToken is what every kind of bad API key gets, so the answer tells
+// nothing about which part was wrong.
+var errBadToken = &HTTPError{Code: http.StatusUnauthorized, Msg: "Your session token is invalid or expired. Log in again with `coder login`."}
+
+// userFromAPIKey resolves "<id>-<secret>" to its user, comparing the
+// secret's hash in constant time.
+func (a *API) userFromAPIKey(ctx context.Context, token string) (store.User, store.APIKey, error) {
+	id, secret, ok := strings.Cut(token, "-")
+	if !ok || len(id) != 10 || len(secret) != 22 {
+		return store.User{}, store.APIKey{}, errBadToken
+	}
+	key, err := a.db.APIKeyByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.User{}, store.APIKey{}, errBadToken
+	}
+	if err != nil {
+		return store.User{}, store.APIKey{}, err
+	}
+	if subtle.ConstantTimeCompare(hashSecret(secret), key.HashedSecret) != 1 || time.Now().After(key.ExpiresAt) {
+		return store.User{}, store.APIKey{}, errBadToken
+	}
+	u, err := a.db.UserByID(ctx, key.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.User{}, store.APIKey{}, errBadToken
+	}
+	if err != nil {
+		return store.User{}, store.APIKey{}, err
+	}
+	if err := a.db.TouchAPIKey(ctx, key.ID); err != nil {
+		a.logger.Warn("record api key use", "err", err)
+	}
+	return u, key, nil
+}
+
+type ctxKey int
+
+const (
+	userKey ctxKey = iota
+	apiKeyIDKey
+)
+
+// userFrom returns the authenticated user of a request that passed
+// withUser. It panics otherwise: that is a routing bug.
+func userFrom(r *http.Request) store.User {
+	return r.Context().Value(userKey).(store.User)
+}
+
+// sessionUserKey is the scs key holding the logged-in user's id.
+const sessionUserKey = "user_id"
+
+// authenticate finds the user of r: the Coder-Session-Token header (CLI and
+// API), or the browser session cookie. It returns ok=false when neither is
+// present; a present but bad token is an error.
+func (a *API) authenticate(r *http.Request) (store.User, string, bool, error) {
+	if tok := r.Header.Get(sdk.SessionTokenHeader); tok != "" {
+		u, k, err := a.userFromAPIKey(r.Context(), tok)
+		return u, k.ID, err == nil, err
+	}
+	id := a.sessions.GetString(r.Context(), sessionUserKey)
+	if id == "" {
+		return store.User{}, "", false, nil
+	}
+	u, err := a.db.UserByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted user: end the session.
+		_ = a.sessions.Destroy(r.Context())
+		return store.User{}, "", false, nil
+	}
+	return u, "", err == nil, err
+}
+
+// withUser requires an authenticated user. Pages redirect to the login page;
+// API calls get 401.
+func (a *API) withUser(h handlerFunc) http.HandlerFunc {
+	return a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		u, keyID, ok, err := a.authenticate(r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if isAPI(r) {
+				return &HTTPError{Code: http.StatusUnauthorized, Msg: "You are not logged in. Run `coder login <url>` or send a Coder-Session-Token header."}
+			}
+			http.Redirect(w, r, "/login?redirect="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return nil
+		}
+		ctx := context.WithValue(r.Context(), userKey, u)
+		ctx = context.WithValue(ctx, apiKeyIDKey, keyID)
+		return h(w, r.WithContext(ctx))
+	})
+}
+
+// withOwner requires the owner role.
+func (a *API) withOwner(h handlerFunc) http.HandlerFunc {
+	return a.withUser(func(w http.ResponseWriter, r *http.Request) error {
+		if userFrom(r).Role != store.RoleOwner {
+			return &HTTPError{Code: http.StatusForbidden, Msg: "Only the deployment's owner can do this."}
+		}
+		return h(w, r)
+	})
+}
+
+// loginLimiter rate-limits login attempts per client address and per login
+// name: a burst of 10, then one every 6 s.
+type loginLimiter struct {
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func (l *loginLimiter) allow(keys ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil || len(l.m) > 100_000 {
+		l.m = map[string]*rate.Limiter{}
+	}
+	ok := true
+	for _, k := range keys {
+		lim := l.m[k]
+		if lim == nil {
+			lim = rate.NewLimiter(rate.Every(6*time.Second), 10)
+			l.m[k] = lim
+		}
+		if !lim.Allow() {
+			ok = false
+		}
+	}
+	return ok
+}

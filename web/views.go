@@ -1,0 +1,192 @@
+package web
+
+import "time"
+
+// Nav is what the layout needs to know about the viewer.
+type Nav struct {
+	// Username is empty when nobody is logged in.
+	Username string
+	IsOwner  bool
+	// Active names the current section: "workspaces", "users",
+	// "templates" or "deployment".
+	Active string
+	// StylePath and ScriptPath are the URLs of the dashboard's CSS and JS.
+	StylePath  string
+	ScriptPath string
+}
+
+// Field is a form field's value and its error, if any.
+type Field struct {
+	Value string
+	Error string
+}
+
+// AuthForm is the setup and login forms.
+type AuthForm struct {
+	Error    string
+	Username Field
+	Email    Field
+	Password Field
+	Redirect string
+}
+
+// WorkspaceRow is a workspace in the list.
+type WorkspaceRow struct {
+	Name      string
+	Owner     string
+	Template  string
+	Status    string
+	Agents    int
+	Connected int
+	URL       string
+	Updated   time.Time
+}
+
+// WorkspacesPage is the workspaces list with its create form.
+type WorkspacesPage struct {
+	Nav        Nav
+	Workspaces []WorkspaceRow
+	Templates  []string
+	Form       struct {
+		Name     Field
+		Template string
+		Error    string
+	}
+}
+
+// App is a workspace app as shown on the workspace page.
+type App struct {
+	Slug        string
+	DisplayName string
+	URL         string
+	Share       string
+}
+
+// Agent is an agent as shown on the workspace page.
+type Agent struct {
+	ID          string
+	Name        string
+	Status      string
+	OS          string
+	Arch        string
+	Version     string
+	Hostname    string
+	LastSeen    string
+	Apps        []App
+	TerminalURL string
+	// ManualCommand is the command that starts this agent elsewhere, for
+	// manual templates; Token is set only right after it was made.
+	ManualCommand string
+}
+
+// WorkspacePage is one workspace.
+type WorkspacePage struct {
+	Nav          Nav
+	Owner        string
+	Name         string
+	Template     string
+	Provisioner  string
+	Status       string
+	DesiredState string
+	BasePath     string
+	Agents       []Agent
+	// Notice is shown once above the agents (like a new agent token).
+	Notice string
+}
+
+// UserRow is a user in the owner's list.
+type UserRow struct {
+	ID       string
+	Username string
+	Email    string
+	Role     string
+	Created  time.Time
+	IsSelf   bool
+}
+
+// UsersPage is the owner's user list and create form.
+type UsersPage struct {
+	Nav   Nav
+	Users []UserRow
+	Form  AuthForm
+	Role  string
+}
+
+// TemplateRow is a template in the owner's list.
+type TemplateRow struct {
+	Name        string
+	DisplayName string
+	Description string
+	Provisioner string
+	Agents      int
+	Workspaces  int
+	Updated     time.Time
+	Source      string
+}
+
+// TemplatesPage lists templates.
+type TemplatesPage struct {
+	Nav       Nav
+	Templates []TemplateRow
+}
+
+// DeploymentPage shows how the deployment is configured.
+type DeploymentPage struct {
+	Nav      Nav
+	Settings []Setting
+}
+
+// Setting is one row of the deployment page.
+type Setting struct {
+	Name  string
+	Value string
+	Help  string
+}
+
+// CLIAuthPage shows a new session token to paste into `coder login`.
+type CLIAuthPage struct {
+	Nav   Nav
+	Token string
+}
+
+// ErrorPage is a friendly error.
+type ErrorPage struct {
+	Nav     Nav
+	Code    int
+	Title   string
+	Message string
+}
+
+// Since renders a time as "12s ago", "5m ago", "3h ago" or a date.
+func Since(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return itoa(int(d.Seconds())) + "s ago"
+	case d < time.Hour:
+		return itoa(int(d.Minutes())) + "m ago"
+	case d < 48*time.Hour:
+		return itoa(int(d.Hours())) + "h ago"
+	}
+	return t.Format("2 Jan 2006")
+}
+
+func itoa(n int) string {
+	if n < 0 {
+		n = 0
+	}
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}
