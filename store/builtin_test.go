@@ -380,9 +380,11 @@ func TestBuiltinSurvivesKill(t *testing.T) {
 // helperRuntimeEnv passes the runtime location to the helper process.
 const helperRuntimeEnv = "CODER_STORE_TEST_BUILTIN_HELPER_RUNTIME"
 
-// builtinHelper is the helper process of TestBuiltinSurvivesKill: it
-// reports whether it ran.
-func builtinHelper() bool {
+// BuiltinHelperForTest runs the helper process of TestBuiltinSurvivesKill
+// when the environment asks for it, never returning then; it is called from
+// TestMain (in package store_test, hence exported) and reports false when
+// this is a normal test run.
+func BuiltinHelperForTest() bool {
 	dir := os.Getenv(helperDirEnv)
 	if dir == "" {
 		return false
