@@ -64,6 +64,15 @@ func (c *agentConns) remove(id string, conn *websocket.Conn) bool {
 	return true
 }
 
+// closeAll closes every connection (at shutdown).
+func (c *agentConns) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
 func (c *agentConns) close(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,6 +106,10 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if !a.track() {
+		return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "The server is shutting down; reconnect shortly."}
+	}
+	defer a.wg.Done()
 	conn, err := agentUpgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return nil // the upgrader wrote the error response

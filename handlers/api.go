@@ -56,9 +56,11 @@ type API struct {
 	mux      *http.ServeMux
 	// extraSettings are added to the deployment page by the assembly.
 	extraSettings []web.Setting
-	handler  http.Handler
+	handler       http.Handler
 
 	closeOnce sync.Once
+	closeMu   sync.Mutex
+	closing   bool
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -101,10 +103,28 @@ func (a *API) Handler() http.Handler { return a.handler }
 // close the DB. It is idempotent.
 func (a *API) Close() error {
 	a.closeOnce.Do(func() {
+		a.closeMu.Lock()
+		a.closing = true
+		a.closeMu.Unlock()
 		a.cancel()
+		a.agents.closeAll()
 		a.wg.Wait()
 	})
 	return nil
+}
+
+// track adds a long-lived request (a hijacked connection that
+// http.Server.Shutdown does not wait for) to the goroutines Close waits for.
+// It returns false once Close has begun; otherwise the caller must call
+// a.wg.Done when finished.
+func (a *API) track() bool {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
+	if a.closing {
+		return false
+	}
+	a.wg.Add(1)
+	return true
 }
 
 // janitor deletes expired API keys and sessions hourly.
@@ -144,9 +164,9 @@ func (a *API) routes() {
 	mux.HandleFunc("GET /cli-auth", wu(a.serveCLIAuthPage))
 	mux.HandleFunc("GET /workspaces", wu(a.serveWorkspacesPage))
 	mux.HandleFunc("POST /workspaces", wu(a.serveCreateWorkspaceForm))
-	mux.HandleFunc("GET /@{user}/{workspace}", wu(a.serveWorkspacePage))
-	mux.HandleFunc("POST /@{user}/{workspace}/{action}", wu(a.serveWorkspaceAction))
-	mux.HandleFunc("GET /@{user}/{workspace}/events", wu(a.serveWorkspaceEvents))
+	// Workspace URLs, /@{user}/{workspace}[.{agent}]/..., are routed by
+	// serveAt: the mux cannot match a wildcard after "@".
+	mux.HandleFunc("/", h(a.serveAt))
 	mux.HandleFunc("GET /users", wo(a.serveUsersPage))
 	mux.HandleFunc("POST /users", wo(a.serveCreateUserForm))
 	mux.HandleFunc("POST /users/{id}/delete", wo(a.serveDeleteUserForm))

@@ -80,7 +80,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Hijack and Flush.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-
 // poolCollector reports pgx pool statistics.
 type poolCollector struct {
 	db                                *store.DB
