@@ -131,6 +131,10 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	a.agents.swap(ag.ID, conn)
+	if a.ctx.Err() != nil {
+		// Close began before swap: closeAll may have missed this conn.
+		return nil
+	}
 	a.metrics.agentsConnected.Inc()
 	a.events.publish(wk.ID)
 	log.Info("agent connected", "version", hello.Version, "os", hello.OS, "arch", hello.Arch)
