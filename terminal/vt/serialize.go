@@ -1,6 +1,9 @@
 package vt
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Serialize returns an ANSI byte stream that, written into a fresh xterm.js
 // (or a fresh [Terminal]) of the same size, reproduces this terminal: every
@@ -34,6 +37,7 @@ type serializer struct {
 	out       []byte
 	pen       attrs // pen of the receiving terminal (ext.urlID is ours)
 	lastPrint bool  // the previous output was printed text (join state is set)
+	savedDone bool  // the current buffer's saved cursor is written
 }
 
 func (s *serializer) str(v string) {
@@ -215,6 +219,21 @@ func (s *serializer) buffer(b *buffer, n int) {
 	var prev *line
 	placeholder := false
 	startX := 0
+	s.savedDone = false
+	dummy := false
+	if first := b.lines.get(0); first != nil && first.wrapped {
+		// Only a wrap from a line above marks a line wrapped: write a
+		// throw-away line first and trim it off below.
+		dummy = true
+		if b.hasScrollback && b.savedY == 0 {
+			s.savedDone = true
+			s.csi(min(b.savedX, s.t.cols-1)+1, "G")
+			s.decsc(b)
+			s.str("\r")
+		}
+		s.out = append(s.out, strings.Repeat(" ", s.t.cols)...)
+		s.lastPrint = true
+	}
 	for i := 0; i < n; i++ {
 		l := b.lines.get(i)
 		if l == nil {
@@ -229,7 +248,12 @@ func (s *serializer) buffer(b *buffer, n int) {
 		if placeholder {
 			prevLast = prev.cells[min(s.t.cols, prev.length())-1]
 		}
-		placeholder, startX = s.line(l, next, nextWrapped, placeholder, prevLast, startX)
+		abs := i
+		if dummy {
+			abs++
+		}
+		save := b.hasScrollback && abs == b.savedY && !s.savedDone
+		placeholder, startX = s.line(b, l, next, nextWrapped, placeholder, prevLast, startX, save)
 		if i+1 < n && !nextWrapped {
 			if s.pen.bg&(cmMask|rgbMask) != 0 {
 				s.sgr(attrs{})
@@ -238,6 +262,9 @@ func (s *serializer) buffer(b *buffer, n int) {
 		}
 		prev = l
 	}
+	if dummy && n+1 <= b.lines.max {
+		s.str("\x1b[3J")
+	}
 }
 
 // line writes one line from column startX of the cursor row (earlier cells
@@ -245,8 +272,9 @@ func (s *serializer) buffer(b *buffer, n int) {
 // pending-wrap position (or, for a wide character that did not fit, before
 // the last cell, printing that character) so that the next line is marked
 // wrapped. It reports whether its last cell holds a placeholder that the
-// next line must repair once it has wrapped, and where the next line starts.
-func (s *serializer) line(l, next *line, nextWrapped, fixPrev bool, prevLast cell, startX int) (bool, int) {
+// next line must repair once it has wrapped, and where the next line
+// starts. With save, it also writes b's saved cursor on this line.
+func (s *serializer) line(b *buffer, l, next *line, nextWrapped, fixPrev bool, prevLast cell, startX int, save bool) (bool, int) {
 	cols := min(s.t.cols, l.length())
 	end := cols
 	wideWrap := false
@@ -261,21 +289,36 @@ func (s *serializer) line(l, next *line, nextWrapped, fixPrev bool, prevLast cel
 		}
 	}
 	x := startX
-	if fixPrev {
-		// A wrap is pending: print something to wrap, then repair the
-		// previous line's last cell.
-		if isNull(l.cells[0]) || l.width(0) == 0 {
+	if l.wrapped && startX == 0 {
+		// A wrap is pending: print the first cell (or a placeholder) to
+		// wrap, then repair the previous line's placeholder if any.
+		empty := l.cells[0].content&contentHasContent == 0
+		if empty {
 			s.sgr(attrs{})
 			s.out = append(s.out, ' ')
 			s.lastPrint = true
+			x = 1
 		} else {
 			x = s.cell(l, 0)
 		}
-		s.str("\x1b[A")
-		s.csi(s.t.cols, "G")
-		a, _ := eraseAttrsOf(prevLast)
-		s.sgr(a)
-		s.str("\x1b[X\x1b[B")
+		if fixPrev {
+			s.str("\x1b[A")
+			s.csi(s.t.cols, "G")
+			a, _ := eraseAttrsOf(prevLast)
+			s.sgr(a)
+			s.str("\x1b[X\x1b[B")
+		}
+		if empty {
+			x = 0
+		}
+		if fixPrev || empty {
+			s.csi(x+1, "G")
+		}
+	}
+	if save {
+		s.savedDone = true
+		s.csi(min(b.savedX, s.t.cols-1)+1, "G")
+		s.decsc(b)
 		s.csi(x+1, "G")
 	}
 	placeholder := false
@@ -317,6 +360,20 @@ func (s *serializer) line(l, next *line, nextWrapped, fixPrev bool, prevLast cel
 		s.cell(next, 0)
 	}
 	return false, 2
+}
+
+// decsc writes b's saved cursor attributes and charset and saves the cursor
+// at its current position.
+func (s *serializer) decsc(b *buffer) {
+	if b.savedCharset != 0 {
+		s.str("\x1b(" + string(rune(b.savedCharset)))
+	}
+	s.sgr(attrs{fg: b.savedAttr.fg, bg: b.savedAttr.bg &^ bgHasExtended})
+	s.str("\x1b7")
+	if b.savedCharset != 0 {
+		s.str("\x1b(B")
+	}
+	s.sgr(attrs{})
 }
 
 // cell prints cell x of l with its attributes and returns the next column.
@@ -378,18 +435,10 @@ func (s *serializer) bufferState(b *buffer) {
 		s.out = strconv.AppendInt(s.out, int64(b.scrollBottom+1), 10)
 		s.out = append(s.out, 'r')
 	}
-	if b.savedX != 0 || b.savedY != 0 || b.savedAttr.fg != 0 || b.savedAttr.bg != 0 || b.savedCharset != 0 {
+	if !s.savedDone && (b.savedX != 0 || b.savedY != 0 || b.savedAttr.fg != 0 || b.savedAttr.bg != 0 || b.savedCharset != 0) {
 		sy := min(max(b.savedY-b.ybase, 0), t.rows-1)
 		s.cup(sy, min(b.savedX, t.cols-1))
-		if b.savedCharset != 0 {
-			s.str("\x1b(" + string(rune(b.savedCharset)))
-		}
-		s.sgr(attrs{fg: b.savedAttr.fg, bg: b.savedAttr.bg &^ bgHasExtended})
-		s.str("\x1b7")
-		if b.savedCharset != 0 {
-			s.str("\x1b(B")
-		}
-		s.sgr(attrs{})
+		s.decsc(b)
 	}
 	s.cup(b.y, min(b.x, t.cols-1))
 }
@@ -475,14 +524,27 @@ func (s *serializer) cursorAndPen() {
 		}
 		return c
 	}
+	joinW := int(t.joinState>>1) & 3
 	switch {
-	case t.joinState != 0 && x > 0 && x <= t.cols && !(t.insertMode && x < t.cols) && sameLook(cellAttrs(l, lastCol(x)), t.cur) && l.hasContent(lastCol(x)):
+	case t.joinState != 0 && !t.wraparound && joinW == 2 && x == t.cols-1 && !(l.width(x-1) == 2):
+		// A wide character that did not fit was dropped (no autowrap):
+		// drop one again to restore the join state.
+		s.sgr(t.cur)
+		s.cup(y, x)
+		s.out = append(s.out, "中"...)
+		s.lastPrint = true
+		return
+	case t.joinState != 0 && x > 0 && x <= t.cols && sameLook(cellAttrs(l, lastCol(x)), t.cur) && l.hasContent(lastCol(x)):
 		// The last action was printing the character before the cursor
 		// with the current pen: print it again so that a combining
 		// character or REP that follows applies to it.
 		c := lastCol(x)
 		s.sgr(t.cur)
 		s.cup(y, c)
+		if t.insertMode && x < t.cols {
+			// Insert mode shifts the line right: delete the cells first.
+			s.csi(x-c, "P")
+		}
 		s.printCell(l, c)
 		return
 	case x >= t.cols && l.hasContent(lastCol(t.cols)):
@@ -494,6 +556,9 @@ func (s *serializer) cursorAndPen() {
 		s.cup(y, min(x, t.cols-1))
 	}
 	s.sgr(t.cur)
+	if s.lastPrint && t.joinState == 0 {
+		s.str("\x1b\\")
+	}
 }
 
 // tail re-creates an escape sequence or UTF-8 character cut at the end of
