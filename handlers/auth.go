@@ -79,12 +79,29 @@ func validatePassword(pw string) error {
 	return nil
 }
 
+// randomString returns n random letters and digits (no "-", which
+// separates the parts of an API key).
 func randomString(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on Linux
+	return randomAlnum(n)
+}
+
+func randomAlnum(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	out := make([]byte, n)
+	buf := make([]byte, n*2)
+	for i := 0; i < n; {
+		if _, err := rand.Read(buf); err != nil {
+			panic(err) // crypto/rand never fails on Linux
+		}
+		for _, c := range buf {
+			// 248 = 4*62: reject to keep the distribution uniform.
+			if c < 248 && i < n {
+				out[i] = alphabet[c%62]
+				i++
+			}
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b)[:n]
+	return string(out)
 }
 
 func hashSecret(secret string) []byte {

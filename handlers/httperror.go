@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -104,6 +105,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		var se *json.SyntaxError
 		var ute *json.UnmarshalTypeError
 		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("The request body is not valid JSON (it ends too early).")
 		case errors.As(err, &se):
 			return badRequest(fmt.Sprintf("The request body is not valid JSON (at byte %d).", se.Offset))
 		case errors.As(err, &ute):

@@ -1,0 +1,211 @@
+package handlers_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatewaydev/coder/handlers"
+	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/store/storetest"
+)
+
+// testServer is a real API on a real database, served on loopback.
+type testServer struct {
+	URL   *url.URL
+	API   *handlers.API
+	DB    *store.DB
+	Reg   *prometheus.Registry
+	Owner *sdk.Client
+}
+
+type testOptions struct {
+	provisioner handlers.Provisioner
+	browserOnly bool
+}
+
+func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
+	t.Helper()
+	var o testOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	db := storetest.New(t)
+	srv := httptest.NewUnstartedServer(nil)
+	u, _ := url.Parse("http://" + srv.Listener.Addr().String())
+	reg := prometheus.NewRegistry()
+	api, err := handlers.New(handlers.Options{
+		DB: db, Logger: testLogger(t), AccessURL: u, Version: "v-test", Registerer: reg,
+		Provisioner: o.provisioner, BrowserOnly: o.browserOnly,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = api.Handler()
+	srv.Start()
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		api.Close()
+	})
+	ts := &testServer{URL: u, API: api, DB: db, Reg: reg}
+	ts.Owner = ts.client("")
+	ctx := testContext(t)
+	if err := ts.Owner.Request(ctx, http.MethodPost, "/api/v2/users/first", sdk.CreateFirstUserRequest{Username: "owner", Email: "owner@example.com", Password: "owner-password"}, nil); err != nil {
+		t.Fatalf("create first user: %v", err)
+	}
+	ts.Owner.Token = ts.login(t, "owner", "owner-password")
+	return ts
+}
+
+func (ts *testServer) client(token string) *sdk.Client {
+	return &sdk.Client{URL: ts.URL, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (ts *testServer) login(t *testing.T, login, password string) string {
+	t.Helper()
+	var resp sdk.LoginResponse
+	if err := ts.client("").Request(testContext(t), http.MethodPost, "/api/v2/users/login", sdk.LoginRequest{Login: login, Password: password}, &resp); err != nil {
+		t.Fatalf("login %s: %v", login, err)
+	}
+	return resp.SessionToken
+}
+
+// member creates a member user and returns a client logged in as them.
+func (ts *testServer) member(t *testing.T, name string) *sdk.Client {
+	t.Helper()
+	err := ts.Owner.Request(testContext(t), http.MethodPost, "/api/v2/users", sdk.CreateUserRequest{Username: name, Email: name + "@example.com", Password: name + "-password"}, nil)
+	if err != nil {
+		t.Fatalf("create user %s: %v", name, err)
+	}
+	return ts.client(ts.login(t, name, name+"-password"))
+}
+
+const testTemplate = `provisioner: manual
+agents:
+  - name: main
+    apps:
+      - slug: web
+        display_name: Web
+        url: http://localhost:8080
+`
+
+func (ts *testServer) pushTemplate(t *testing.T, name, src string) {
+	t.Helper()
+	if err := ts.Owner.Request(testContext(t), http.MethodPut, "/api/v2/templates/"+name, sdk.PushTemplateRequest{Source: src}, nil); err != nil {
+		t.Fatalf("push template: %v", err)
+	}
+}
+
+func createWorkspace(t *testing.T, c *sdk.Client, name, template string) sdk.Workspace {
+	t.Helper()
+	var w sdk.Workspace
+	if err := c.Request(testContext(t), http.MethodPost, "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: name, Template: template}, &w); err != nil {
+		t.Fatalf("create workspace %s: %v", name, err)
+	}
+	return w
+}
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects, acting like a same-origin page.
+type browser struct {
+	t    *testing.T
+	base *url.URL
+	hc   *http.Client
+}
+
+func newBrowser(t *testing.T, base *url.URL) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, base: base, hc: &http.Client{
+		Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (b *browser) do(method, path string, form url.Values, header http.Header) *http.Response {
+	b.t.Helper()
+	var body *strings.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	} else {
+		body = strings.NewReader("")
+	}
+	req, err := http.NewRequest(method, b.base.String()+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	// Same-origin, as a browser would say of a dashboard form.
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Origin", b.base.String())
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// testLogger logs through t and fails the test on unexpected error logs.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(&tLogHandler{t: t})
+}
+
+type tLogHandler struct {
+	t     *testing.T
+	attrs []slog.Attr
+}
+
+func (h *tLogHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *tLogHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	for _, a := range h.attrs {
+		b.WriteString(" " + a.String())
+	}
+	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
+	h.t.Log(b.String())
+	if r.Level >= slog.LevelError {
+		h.t.Errorf("unexpected error log: %s", b.String())
+	}
+	return nil
+}
+func (h *tLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &tLogHandler{t: h.t, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+func (h *tLogHandler) WithGroup(string) slog.Handler { return h }
+
+// eventually polls cond every 25 ms until it returns true or the deadline
+// passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
