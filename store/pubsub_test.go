@@ -172,6 +172,10 @@ func TestPubsubReconnect(t *testing.T) {
 	const channel = "agent_status"
 	fn, got := recorder()
 	defer listener.Subscribe(channel, fn)()
+	// The publisher's listening connection is terminated too: a subscriber
+	// tells when it is back.
+	fnP, gotP := recorder()
+	defer publisher.Subscribe("unused", fnP)()
 
 	for round := range 2 {
 		var terminated int
@@ -183,8 +187,10 @@ func TestPubsubReconnect(t *testing.T) {
 		if terminated != 2 {
 			t.Fatalf("round %d: terminated %d listening connections, want 2", round, terminated)
 		}
-		if p := receive(t, got); p != nil {
-			t.Fatalf("round %d: first event after the termination = %q, want nil (resync)", round, p)
+		for _, ch := range []chan []byte{got, gotP} {
+			if p := receive(t, ch); p != nil {
+				t.Fatalf("round %d: first event after the termination = %q, want nil (resync)", round, p)
+			}
 		}
 		publish(t, publisher, channel, "after")
 		if p := receive(t, got); string(p) != "after" {

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,7 +124,9 @@ func get(t testing.TB) *cluster {
 func start() (_ *cluster, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp(tempRoot(), "coder-storetest-")
+	root := tempRoot()
+	sweep(root)
+	dir, err := os.MkdirTemp(root, "coder-storetest-")
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +226,31 @@ func tempRoot() string {
 		return ""
 	}
 	return shm
+}
+
+// sweep removes the directories of test binaries that were killed before
+// Main could remove theirs (a test timeout, ^C): their postgres is gone
+// (Pdeathsig), so their lock is free. Directories younger than a minute
+// are left alone, as their binary may not have taken the lock yet.
+func sweep(root string) {
+	if root == "" {
+		root = os.TempDir()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(root, "coder-storetest-*"))
+	for _, dir := range dirs {
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		lock, err := os.Open(filepath.Join(dir, "postgres", "lock"))
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.RemoveAll(dir)
+		}
+		lock.Close()
+	}
 }
 
 func randomHex(n int) string {
