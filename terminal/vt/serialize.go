@@ -484,11 +484,16 @@ func (s *serializer) globalState() {
 		v := 2*int(t.cursorStyle) - int(t.cursorBlink)
 		s.csi(v, " q")
 	}
-	if t.title != "" {
-		s.str("\x1b]2;" + t.title + "\x07")
-	}
-	if t.iconName != t.title {
-		s.str("\x1b]1;" + t.iconName + "\x07")
+	switch {
+	case t.title != "" && t.title == t.iconName:
+		s.str("\x1b]0;" + t.title + "\x07")
+	default:
+		if t.title != "" {
+			s.str("\x1b]2;" + t.title + "\x07")
+		}
+		if t.iconName != "" {
+			s.str("\x1b]1;" + t.iconName + "\x07")
+		}
 	}
 	designators := [4]string{"(", ")", "*", "+"}
 	for g, cs := range t.charsets {
