@@ -60,10 +60,10 @@ type attach struct {
 	notify chan struct{} // wakes writeLoop; buffered 1
 	stop   chan struct{} // closed when the attach's reader ends
 
-	out     []byte // queued output, at most QueueBytes
-	spare   []byte // writeLoop's previous buffer, reused
-	resync  bool   // out was dropped: send a fresh screen next
-	drops   int    // times out was dropped, for tests
+	out    []byte // queued output, at most QueueBytes
+	spare  []byte // writeLoop's previous buffer, reused
+	resync bool   // out was dropped: send a fresh screen next
+	drops  int    // times out was dropped, for tests
 }
 
 func newAttach() *attach {
