@@ -729,7 +729,9 @@ func waitForOrphan(ctx context.Context, dataDir string, logger *slog.Logger) err
 	}
 	first, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 || !isPostgres(pid) {
+	if err != nil || pid <= 0 || !isPostgres(pid) || !runsIn(pid, dataDir) {
+		// Gone, or another program (another cluster, after a reboot) got
+		// the pid: postgres overwrites the stale file itself.
 		return nil
 	}
 	logger.Warn("waiting for an orphaned built-in postgres to exit", "pid", pid)
@@ -749,6 +751,17 @@ func waitForOrphan(ctx context.Context, dataDir string, logger *slog.Logger) err
 		}
 	}
 	return nil
+}
+
+// runsIn reports whether the working directory of pid is dir, as it is
+// for a postmaster of the cluster in dir.
+func runsIn(pid int, dir string) bool {
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	if err != nil {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	return err == nil && cwd == real
 }
 
 // isPostgres reports whether pid is a live (not zombie) postgres process.

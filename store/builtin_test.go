@@ -311,7 +311,8 @@ func TestBuiltinOpenMigrates(t *testing.T) {
 
 // TestBuiltinSurvivesKill: after the owning process is killed with
 // SIGKILL, its postgres exits by itself (Pdeathsig), and the next start on
-// the same directory works and has the data.
+// the same directory works, despite a stale postmaster.pid, and has the
+// data.
 func TestBuiltinSurvivesKill(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -359,15 +360,40 @@ func TestBuiltinSurvivesKill(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	helperPid := cmd.Process.Pid
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
 
-	b := startTestBuiltin(t, opts)
-	if isPostgres(pid) {
-		t.Errorf("the crashed owner's postmaster (pid %d) is still running", pid)
+	// Pdeathsig: the postmaster stops by itself.
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for isPostgres(pid) {
+		select {
+		case <-deadline.C:
+			t.Fatalf("the killed owner's postmaster (pid %d) is still running", pid)
+		case <-tick.C:
+		}
 	}
+	// As if the postmaster had been killed with SIGKILL too: a stale
+	// postmaster.pid naming a dead process.
+	pidPath := filepath.Join(dataDir, "postmaster.pid")
+	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(helperPid)+"\n"+dataDir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if err := os.Chown(pidPath, int(st.Uid), int(st.Gid)); err != nil {
+		t.Fatal(err)
+	}
+
+	b := startTestBuiltin(t, opts)
 	var v string
 	if err := connect(t, b.URL()).QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil {
 		t.Fatal(err)
