@@ -31,6 +31,9 @@ type testServer struct {
 type testOptions struct {
 	provisioner handlers.Provisioner
 	browserOnly bool
+	// noFirstUser leaves the deployment without users (Owner is then a
+	// client without a token).
+	noFirstUser bool
 }
 
 func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
@@ -59,6 +62,9 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 	})
 	ts := &testServer{URL: u, API: api, DB: db, Reg: reg}
 	ts.Owner = ts.client("")
+	if o.noFirstUser {
+		return ts
+	}
 	ctx := testContext(t)
 	if err := ts.Owner.Request(ctx, http.MethodPost, "/api/v2/users/first", sdk.CreateFirstUserRequest{Username: "owner", Email: "owner@example.com", Password: "owner-password"}, nil); err != nil {
 		t.Fatalf("create first user: %v", err)
