@@ -32,16 +32,12 @@ const helperDirEnv = "CODER_STORE_TEST_BUILTIN_HELPER_DIR"
 func testBuiltinOptions(t *testing.T) BuiltinOptions {
 	t.Helper()
 	opts := BuiltinOptions{
-		Dir:       filepath.Join(t.TempDir(), "postgres"),
+		Dir:       filepath.Join(fastTempDir(t, "coder-store-test-"), "postgres"),
 		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Ephemeral: true,
 	}
 	if os.Geteuid() == 0 {
-		root, err := os.MkdirTemp("", "coder-pgruntime-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(root) })
+		root := fastTempDir(t, "coder-pgruntime-")
 		// Ours: make it traversable for the postgres user.
 		if err := os.Chmod(root, 0o755); err != nil {
 			t.Fatal(err)
@@ -49,6 +45,24 @@ func testBuiltinOptions(t *testing.T) BuiltinOptions {
 		opts.runtimeRoot = root
 	}
 	return opts
+}
+
+// fastTempDir returns a new 0700 directory removed at cleanup, on
+// /dev/shm when it has room (initdb and CREATE DATABASE are several times
+// faster on tmpfs), else in the usual temporary directory.
+func fastTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	root := ""
+	var st syscall.Statfs_t
+	if syscall.Statfs("/dev/shm", &st) == nil && st.Bavail*uint64(st.Bsize) >= 1<<30 && syscall.Access("/dev/shm", 0o3) == nil {
+		root = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(root, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 type testWriter struct{ t testing.TB }

@@ -277,7 +277,7 @@ func (p *Pubsub) resubscribe(conn *pgx.Conn) error {
 		}
 		p.mu.Unlock()
 		for _, ch := range missing {
-			if _, err := conn.Exec(p.ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			if err := p.exec(conn, "LISTEN", ch); err != nil {
 				return err
 			}
 			done[ch] = true
@@ -324,7 +324,7 @@ func (p *Pubsub) serve(conn *pgx.Conn) error {
 		p.mu.Unlock()
 
 		for _, ch := range unlisten {
-			if _, err := conn.Exec(p.ctx, "UNLISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			if err := p.exec(conn, "UNLISTEN", ch); err != nil {
 				wake()
 				p.requeue(pending)
 				return err
@@ -334,7 +334,7 @@ func (p *Pubsub) serve(conn *pgx.Conn) error {
 			p.mu.Unlock()
 		}
 		for _, ch := range listen {
-			if _, err := conn.Exec(p.ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			if err := p.exec(conn, "LISTEN", ch); err != nil {
 				wake()
 				p.requeue(pending)
 				return err
@@ -371,6 +371,15 @@ func (p *Pubsub) serve(conn *pgx.Conn) error {
 			return err
 		}
 	}
+}
+
+// exec runs LISTEN or UNLISTEN of channel, bounded so that a silently
+// dead connection is noticed.
+func (p *Pubsub) exec(conn *pgx.Conn, command, channel string) error {
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	_, err := conn.Exec(ctx, command+" "+pgx.Identifier{channel}.Sanitize())
+	return err
 }
 
 // requeue puts subscriptions whose LISTEN did not happen back in pending,
