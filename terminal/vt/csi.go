@@ -31,6 +31,10 @@ func (t *Terminal) csiDispatch(ident uint32) {
 		or1 = 1
 	}
 	b := t.buf
+	// Repeat counts beyond the screen size change nothing more; cap them so
+	// that a huge parameter cannot stall the parser (xterm.js loops).
+	rowsCap := min(or1, t.rows+1)
+	colsCap := min(or1, t.cols+1)
 	switch ident {
 	case '@':
 		t.restrictCursor(t.cols - 1)
@@ -75,13 +79,13 @@ func (t *Terminal) csiDispatch(ident uint32) {
 		t.setCursor(x, or1-1)
 	case 'I':
 		if b.x < t.cols {
-			for n := or1; n > 0; n-- {
+			for n := colsCap; n > 0; n-- {
 				b.x = b.nextStop(b.x)
 			}
 		}
 	case 'Z':
 		if b.x < t.cols {
-			for n := or1; n > 0; n-- {
+			for n := colsCap; n > 0; n-- {
 				b.x = b.prevStop(b.x)
 			}
 		}
@@ -94,21 +98,21 @@ func (t *Terminal) csiDispatch(ident uint32) {
 	case '?'<<8 | 'K':
 		t.eraseInLine(p0, true)
 	case 'L':
-		t.insertLines(or1)
+		t.insertLines(rowsCap)
 	case 'M':
-		t.deleteLines(or1)
+		t.deleteLines(rowsCap)
 	case 'P':
 		t.restrictCursor(t.cols - 1)
 		if l := b.line(b.y); l != nil {
 			l.deleteCells(b.x, or1, t.erase())
 		}
 	case 'S':
-		for n := or1; n > 0; n-- {
+		for n := rowsCap; n > 0; n-- {
 			b.lines.splice(b.ybase+b.scrollTop, 1)
 			b.lines.splice(b.ybase+b.scrollBottom, 0, b.blankLine(t.erase(), false))
 		}
 	case 'T':
-		for n := or1; n > 0; n-- {
+		for n := rowsCap; n > 0; n-- {
 			b.lines.splice(b.ybase+b.scrollBottom, 1)
 			b.lines.splice(b.ybase+b.scrollTop, 0, b.blankLine(&attrs{}, false))
 		}
@@ -366,7 +370,7 @@ func (t *Terminal) deleteLines(n int) {
 }
 
 // maxRepeat bounds the code points printed by one REP (CSI b).
-const maxRepeat = 1 << 20
+const maxRepeat = 1 << 16
 
 func (t *Terminal) repeatPrecedingCharacter(n int) {
 	js := t.joinState
