@@ -214,7 +214,7 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 	closeWebsocket(ws, rc.endCode, rc.endReason)
 	// Give the browser a moment to answer the close, so that it sees a
 	// clean close with our code rather than a reset.
-	t := time.NewTimer(time.Second)
+	t := time.NewTimer(2 * time.Second)
 	select {
 	case <-readerDone:
 	case <-t.C:
@@ -228,7 +228,7 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 
 // closeWebsocket sends a close message; errors mean the peer is gone.
 func closeWebsocket(ws *websocket.Conn, code int, reason string) {
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(5*time.Second))
 }
 
 // copyAgentToBrowser forwards agent frames as binary messages, and the
@@ -245,14 +245,16 @@ func (rc *relayConn) copyAgentToBrowser(ctx context.Context) {
 		}
 		switch f.Kind {
 		case FrameScreen, FrameOutput:
+			// Count before writing: the ack may arrive before
+			// WriteMessage returns.
+			rc.mu.Lock()
+			rc.unacked += len(f.Data)
+			rc.mu.Unlock()
 			if err := rc.ws.WriteMessage(websocket.BinaryMessage, f.Data); err != nil {
 				rc.finish(closeGoingAway, "write failed", fmt.Errorf("write to browser: %w", err))
 				return
 			}
 			rc.r.metrics.addOut(len(f.Data))
-			rc.mu.Lock()
-			rc.unacked += len(f.Data)
-			rc.mu.Unlock()
 		case FrameExit:
 			msg := `{"exit_code":` + strconv.Itoa(f.ExitCode) + `}`
 			if err := rc.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
