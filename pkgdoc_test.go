@@ -1,6 +1,7 @@
 package coder_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
@@ -34,6 +35,9 @@ func TestPackageDocs(t *testing.T) {
 		for pkgName, pkg := range pkgs {
 			var docs []string
 			for fname, f := range pkg.Files {
+				if isGenerated(f) {
+					continue
+				}
 				if f.Doc != nil {
 					docs = append(docs, fname)
 					want := "Package " + pkgName + " "
@@ -54,4 +58,20 @@ func TestPackageDocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// isGenerated reports whether f carries the standard "Code generated ...
+// DO NOT EDIT." comment before its package clause.
+func isGenerated(f *ast.File) bool {
+	for _, cg := range f.Comments {
+		if cg.Pos() > f.Package {
+			break
+		}
+		for _, c := range cg.List {
+			if strings.HasPrefix(c.Text, "// Code generated ") && strings.HasSuffix(c.Text, " DO NOT EDIT.") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -12,7 +12,7 @@ ADDR=${CODER_HTTP_ADDRESS:-127.0.0.1:3000}
 URL=${CODER_ACCESS_URL:-http://$ADDR}
 CLI=(--global-config "$STATE/cli")
 mkdir -p "$STATE"
-chmod 700 "$STATE"
+chmod 711 "$STATE"   # traversable, not listable: the built-in PostgreSQL runs as the postgres user when we are root
 
 if [[ ! -s $STATE/admin-password ]]; then
   (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$STATE/admin-password")

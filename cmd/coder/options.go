@@ -34,6 +34,10 @@ type optionSet []*option
 // the command runs.
 func (os_ optionSet) register(cmd *cobra.Command) {
 	for _, o := range os_ {
+		if o.Env == "" {
+			// Every flag has its environment variable.
+			o.Env = "CODER_" + strings.ToUpper(strings.ReplaceAll(o.Flag, "-", "_"))
+		}
 		if o.Default != "" {
 			if err := o.Value.Set(o.Default); err != nil {
 				panic(fmt.Sprintf("option %s: bad default %q: %v", o.Flag, o.Default, err))

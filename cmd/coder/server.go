@@ -136,7 +136,13 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(configDir, 0o700); err != nil {
+	// As root, the built-in PostgreSQL runs as an unprivileged user that
+	// must be able to traverse (not list) the config dir to reach its data.
+	dirMode := os.FileMode(0o700)
+	if os.Geteuid() == 0 {
+		dirMode = 0o711
+	}
+	if err := os.MkdirAll(configDir, dirMode); err != nil {
 		return fmt.Errorf("create config dir: %w", err)
 	}
 
