@@ -2,8 +2,8 @@ package terminal_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
