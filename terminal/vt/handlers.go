@@ -20,10 +20,36 @@ func (t *Terminal) print(data []uint32) {
 	}
 	cur := &t.cur
 	row := b.line(b.y)
-	if b.x != 0 && len(data) > 0 && row.width(b.x-1) == 2 {
+	printed := len(data) > 0
+	if b.x != 0 && printed && row.width(b.x-1) == 2 {
 		row.setCP(b.x-1, 0, 1, cur)
 	}
 	join := t.joinState
+	if table == nil && !t.insertMode && join&1 == 0 {
+		// Fast path: a run of ASCII that fits on the line needs no
+		// width lookup, joining, wrapping or insertion.
+		n := 0
+		room := cols - b.x
+		for n < len(data) && n < room && data[n] < 127 {
+			n++
+		}
+		if n > 0 {
+			cells := row.cells[b.x : b.x+n]
+			fg, bg := cur.fg, cur.bg
+			for i, code := range data[:n] {
+				cells[i] = cell{code | 1<<contentWidthShift, fg, bg}
+			}
+			if bg&bgHasExtended != 0 {
+				row.ensureExt()
+				for i := b.x; i < b.x+n; i++ {
+					row.ext[i] = cur.ext
+				}
+			}
+			b.x += n
+			join = 2
+			data = data[n:]
+		}
+	}
 	for _, code := range data {
 		if code < 127 && table != nil {
 			if r, ok := table[byte(code)]; ok {
@@ -106,7 +132,7 @@ func (t *Terminal) print(data []uint32) {
 		}
 	}
 	t.joinState = join
-	if b.x < cols && len(data) > 0 && row.width(b.x) == 0 && !row.hasContent(b.x) {
+	if b.x < cols && printed && row.width(b.x) == 0 && !row.hasContent(b.x) {
 		row.setCP(b.x, 0, 1, cur)
 	}
 }
@@ -126,7 +152,7 @@ func (t *Terminal) scroll(erase *attrs, wrapped bool) {
 		full := b.lines.isFull()
 		if bottom == b.lines.length-1 {
 			if full {
-				b.lines.recycle().copyFrom(nl)
+				b.lines.recycle().reset(nl)
 			} else {
 				b.lines.push(nl.clone())
 			}

@@ -390,6 +390,22 @@ func (l *line) copyFrom(src *line) {
 	l.wrapped = src.wrapped
 }
 
+// reset makes l a copy of the blank line src (all cells equal), reusing
+// its storage: the fast path of scrolling.
+func (l *line) reset(src *line) {
+	if len(l.cells) != len(src.cells) || len(src.ext) > 0 || len(src.combined) > 0 {
+		l.copyFrom(src)
+		return
+	}
+	fill := src.cells[0]
+	cells := l.cells
+	for i := range cells {
+		cells[i] = fill
+	}
+	l.combined = nil
+	l.wrapped = src.wrapped
+}
+
 func (l *line) clone() *line {
 	n := &line{}
 	n.cells = make([]cell, len(l.cells))

@@ -16,7 +16,13 @@ func newRing(max int) *ring {
 // slot maps a logical index to a physical one, growing the backing array
 // lazily so that a large scrollback costs nothing until it is used.
 func (r *ring) slot(i int) int {
-	p := (r.start + i) % r.max
+	p := r.start + i
+	if p >= r.max {
+		p %= r.max
+	}
+	if p < len(r.arr) {
+		return p
+	}
 	for p >= len(r.arr) {
 		if len(r.arr) < cap(r.arr) {
 			r.arr = r.arr[:len(r.arr)+1]
