@@ -3,7 +3,6 @@ package vt
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,5 +237,3 @@ func setupHome(t testing.TB) string {
 	must(os.WriteFile(filepath.Join(home, "text.txt"), []byte(text.String()), 0o644))
 	return home
 }
-
-var _ = io.EOF

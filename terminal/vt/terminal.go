@@ -18,8 +18,6 @@
 // from [Options].
 package vt
 
-import "unicode/utf8"
-
 // Options configures a [Terminal]. The zero value is ready to use.
 type Options struct {
 	// Scrollback is the number of lines kept above the normal screen.
@@ -86,10 +84,10 @@ type Terminal struct {
 	cachedBlank *line
 }
 
-// New returns a terminal of cols×rows cells (each at least 1) in the state
-// of a fresh xterm.js.
+// New returns a terminal of cols×rows cells (raised to at least 2×1, as in
+// xterm.js) in the state of a fresh xterm.js.
 func New(cols, rows int, opts Options) *Terminal {
-	t := &Terminal{cols: max(cols, 1), rows: max(rows, 1)}
+	t := &Terminal{cols: max(cols, 2), rows: max(rows, 1)}
 	switch {
 	case opts.Scrollback == 0:
 		t.scrollback = DefaultScrollback
@@ -514,16 +512,3 @@ func (t *Terminal) sweepLinks() {
 	}
 }
 
-func runeLen16(s string) int {
-	n := 0
-	for _, r := range s {
-		if r > 0xFFFF {
-			n += 2
-		} else {
-			n++
-		}
-	}
-	return n
-}
-
-var _ = utf8.RuneError
