@@ -511,4 +511,3 @@ func (t *Terminal) sweepLinks() {
 		}
 	}
 }
-
