@@ -3,6 +3,7 @@ package vt
 import (
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Serialize returns an ANSI byte stream that, written into a fresh xterm.js
@@ -389,7 +390,13 @@ func (s *serializer) printCell(l *line, x int) int {
 	if w == 0 && s.lastPrint {
 		s.str("\x1b\\") // a no-op that keeps a zero-width character from joining
 	}
-	s.out = append(s.out, l.chars(x)...)
+	if c.content&contentIsCombined != 0 {
+		s.out = append(s.out, l.combined[x]...)
+	} else if cp := c.content & contentCodepointMask; cp < 0x80 {
+		s.out = append(s.out, byte(cp))
+	} else {
+		s.out = utf8.AppendRune(s.out, rune(cp))
+	}
 	s.lastPrint = true
 	return max(w, 1)
 }
