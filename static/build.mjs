@@ -1,14 +1,21 @@
 // Builds the browser assets into static/dist with esbuild (from npm).
 // Run by `make assets`; the output is embedded into the coder binary.
 import { build } from "esbuild";
+import { existsSync } from "node:fs";
+
+const entryPoints = {
+  "app": "static/src/app.js",
+  "app-style": "static/src/app.css",
+};
+if (existsSync("static/src/terminal.js")) {
+  entryPoints["terminal"] = "static/src/terminal.js";
+  entryPoints["terminal-style"] = "static/src/terminal-bundle.css";
+} else {
+  console.warn("static/src/terminal.js is missing: the web terminal page will not work");
+}
 
 await build({
-  entryPoints: {
-    "app": "static/src/app.js",
-    "terminal": "static/src/terminal.js",
-    "app-style": "static/src/app.css",
-    "terminal-style": "static/src/terminal-bundle.css",
-  },
+  entryPoints,
   outdir: "static/dist",
   bundle: true,
   minify: true,
