@@ -136,7 +136,7 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	a.metrics.agentsConnected.Inc()
-	a.events.publish(wk.ID)
+	a.notifyWorkspace(wk.ID)
 	log.Info("agent connected", "version", hello.Version, "os", hello.OS, "arch", hello.Arch)
 	defer func() {
 		a.metrics.agentsConnected.Dec()
@@ -146,7 +146,7 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 			}
 			log.Info("agent disconnected")
 		}
-		a.events.publish(wk.ID)
+		a.notifyWorkspace(wk.ID)
 	}()
 
 	spec := agentSpec(ag)

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -40,6 +41,10 @@ type Options struct {
 	// Provisioner starts and stops agents of "local" templates; nil means
 	// local templates cannot start (their workspaces say so).
 	Provisioner Provisioner
+	// StatusPollInterval is how often open workspace pages re-read agent
+	// status besides being woken by changes (to notice agents that went
+	// silent); zero means one second.
+	StatusPollInterval time.Duration
 }
 
 // API is the primary server's HTTP surface. Create it with New, serve
@@ -51,6 +56,9 @@ type API struct {
 	sessions *scs.SessionManager
 	limiter  loginLimiter
 	events   *broker
+	// pubsub carries workspace changes between replicas.
+	pubsub      *store.Pubsub
+	unsubscribe func()
 	agents   agentConns
 	metrics  *metrics
 	mux      *http.ServeMux
@@ -68,6 +76,9 @@ type API struct {
 
 // New builds the API. It starts no goroutine that outlives Close.
 func New(opts Options) (*API, error) {
+	if opts.StatusPollInterval == 0 {
+		opts.StatusPollInterval = time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &API{
 		opts:   opts,
@@ -89,6 +100,21 @@ func New(opts Options) (*API, error) {
 	a.sessions.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) { a.serveError(w, r, err) }
 
 	a.metrics = newMetrics(opts.Registerer, opts.DB)
+	// Workspace changes travel between replicas over LISTEN/NOTIFY; each
+	// replica wakes its own open pages.
+	ps, err := store.NewPubsub(ctx, opts.DB.Pool, a.logger)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("start pubsub: %w", err)
+	}
+	a.pubsub = ps
+	a.unsubscribe = ps.Subscribe(workspaceChannel, func(payload []byte) {
+		if payload == nil {
+			a.events.publishAll() // missed events: every page re-reads
+			return
+		}
+		a.events.publish(string(payload))
+	})
 	a.routes()
 	a.wg.Add(1)
 	go a.janitor()
@@ -109,6 +135,8 @@ func (a *API) Close() error {
 		a.cancel()
 		a.agents.closeAll()
 		a.wg.Wait()
+		a.unsubscribe()
+		a.pubsub.Close()
 	})
 	return nil
 }
@@ -215,3 +243,17 @@ func securityHeaders(next http.Handler) http.Handler {
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// workspaceChannel is the pubsub channel of workspace changes; the payload
+// is the workspace id.
+const workspaceChannel = "workspace_updates"
+
+// notifyWorkspace tells every replica's open pages of the workspace that it
+// changed. The local pages are woken at once, without waiting for the
+// round trip.
+func (a *API) notifyWorkspace(id string) {
+	a.events.publish(id)
+	if err := a.pubsub.Publish(context.WithoutCancel(a.ctx), workspaceChannel, []byte(id)); err != nil && a.ctx.Err() == nil {
+		a.logger.Warn("publish workspace change", "workspace_id", id, "err", err)
+	}
+}

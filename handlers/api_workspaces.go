@@ -241,7 +241,7 @@ func (a *API) transition(ctx context.Context, wk store.Workspace, action string)
 	default:
 		return &HTTPError{Code: http.StatusNotFound, Msg: fmt.Sprintf("Unknown workspace action %q: use start, stop or delete.", action)}
 	}
-	a.events.publish(wk.ID)
+	a.notifyWorkspace(wk.ID)
 	return nil
 }
 

@@ -43,3 +43,17 @@ func (b *broker) publish(workspaceID string) {
 		}
 	}
 }
+
+// publishAll wakes every watcher of every workspace.
+func (b *broker) publishAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, subs := range b.subs {
+		for ch := range subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

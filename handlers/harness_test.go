@@ -34,6 +34,10 @@ type testOptions struct {
 	// noFirstUser leaves the deployment without users (Owner is then a
 	// client without a token).
 	noFirstUser bool
+	// db, when set, is shared with another test server (a replica).
+	db *store.DB
+	// pollInterval overrides the status poll of event streams.
+	pollInterval time.Duration
 }
 
 func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
@@ -42,13 +46,16 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 	for _, f := range opts {
 		f(&o)
 	}
-	db := storetest.New(t)
+	db := o.db
+	if db == nil {
+		db = storetest.New(t)
+	}
 	srv := httptest.NewUnstartedServer(nil)
 	u, _ := url.Parse("http://" + srv.Listener.Addr().String())
 	reg := prometheus.NewRegistry()
 	api, err := handlers.New(handlers.Options{
 		DB: db, Logger: testLogger(t), AccessURL: u, Version: "v-test", Registerer: reg,
-		Provisioner: o.provisioner, BrowserOnly: o.browserOnly,
+		Provisioner: o.provisioner, BrowserOnly: o.browserOnly, StatusPollInterval: o.pollInterval,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -352,7 +352,7 @@ func (a *API) serveWorkspaceEvents(w http.ResponseWriter, r *http.Request) error
 	w.WriteHeader(http.StatusOK)
 	wake, unsubscribe := a.events.subscribe(wk.ID)
 	defer unsubscribe()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(a.opts.StatusPollInterval)
 	defer tick.Stop()
 	var last string
 	ctx := r.Context()
