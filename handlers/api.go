@@ -59,9 +59,9 @@ type API struct {
 	// pubsub carries workspace changes between replicas.
 	pubsub      *store.Pubsub
 	unsubscribe func()
-	agents   agentConns
-	metrics  *metrics
-	mux      *http.ServeMux
+	agents      agentConns
+	metrics     *metrics
+	mux         *http.ServeMux
 	// extraSettings are added to the deployment page by the assembly.
 	extraSettings []web.Setting
 	handler       http.Handler
