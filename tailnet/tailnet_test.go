@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,9 +32,18 @@ func serveEcho(t *testing.T, n *tailnet.Node, port uint16) {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
 	t.Cleanup(func() {
 		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -46,6 +54,9 @@ func serveEcho(t *testing.T, n *tailnet.Node, port uint16) {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -164,8 +175,18 @@ func TestAgentReachable(t *testing.T) {
 			}) {
 				t.Fatalf("ping never direct; last %+v", last)
 			}
-			if !strings.HasPrefix(last.Endpoint, "127.0.0.1:") && !strings.HasPrefix(last.Endpoint, "[") {
-				t.Errorf("direct endpoint %q is not a local address", last.Endpoint)
+			// The endpoint is one the agent advertised (its own interface
+			// addresses on this host).
+			var advertised []string
+			for _, ni := range h.Server().Nodes() {
+				if ni.Addr == agent.Addr() {
+					for _, ep := range ni.Endpoints {
+						advertised = append(advertised, ep.String())
+					}
+				}
+			}
+			if !slices.Contains(advertised, last.Endpoint) {
+				t.Errorf("direct endpoint %q is not one of the agent's endpoints %v", last.Endpoint, advertised)
 			}
 		})
 	}
@@ -207,4 +228,3 @@ func TestAgentReachable(t *testing.T) {
 	}
 }
 
-var _ = net.IPv4len
