@@ -101,7 +101,7 @@ func (r *recording) offset() int {
 // waitFor waits until marker appears in the output after byte from.
 func (r *recording) waitFor(from int, marker string) int {
 	r.t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
+	deadline := time.NewTimer(60 * time.Second)
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()

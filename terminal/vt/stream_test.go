@@ -44,7 +44,7 @@ func recordStreams(t *testing.T) map[string]stream {
 			r.typeWait(":echo 'ST' . 'EP1'\r", "STEP1")
 			r.resize(100, 30)
 			r.typeWait(":echo 'ST' . 'EP2'\r", "STEP2")
-			r.typeWait("\x17lG", "trailing")
+			r.typeWait("\x17lG:echo 'ST' . 'EP2b'\r", "STEP2b")
 			r.typeWait(":echo 'ST' . 'EP3'\r", "STEP3")
 			put("vim running", r.snapshot())
 			r.typeWait(":qa!\r", "$ ")
