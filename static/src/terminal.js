@@ -31,10 +31,12 @@ import { WebglAddon } from "@xterm/addon-webgl";
 
 // DEFAULT_RENDERER is xterm.js's renderer: "dom" (built in) or "webgl"
 // (@xterm/addon-webgl, falling back to DOM if WebGL is unavailable or its
-// context is lost). Chosen by measurement: bulk output (`seq 1 300000`,
-// 2 MB) written to an 80x24 terminal in headless Chromium (SwiftShader
-// WebGL, 2 cores): see the note in the commit that set it. Override per
-// page with data-renderer, or per load with ?renderer=dom|webgl.
+// context is lost). Chosen by measurement in Debian's headless Chromium
+// (software WebGL, 2 cores, 1280x800, ~158x41 cells): 8.4 MB of coloured
+// lines written in 64 KiB chunks with one animation frame each took
+// 3.5-5.4 s with DOM and 12-15 s with WebGL (three rounds each). Machines
+// with a GPU may prefer WebGL: override per page with data-renderer, or
+// per load with ?renderer=dom|webgl.
 const DEFAULT_RENDERER = "dom";
 
 const FONT_KEY = "coder.terminal.fontSize";
@@ -268,7 +270,11 @@ function connect() {
   ws.onclose = (ev) => {
     if (c !== conn) return;
     if (c.exitCode !== null) {
-      sessionEnded(c.exitCode);
+      // Say so once the output before the exit is on screen.
+      const code = c.exitCode;
+      term.write("", () => {
+        if (c === conn) sessionEnded(code);
+      });
       return;
     }
     scheduleReconnect(ev);
