@@ -178,6 +178,13 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 	agent, err := Attach(dctx, dial, p)
 	dcancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			// Relay.Close or the caller ended it while dialling.
+			rc.finish(closeGoingAway, "server shutting down", nil)
+			closeWebsocket(ws, rc.endCode, rc.endReason)
+			ws.Close()
+			return rc.endErr
+		}
 		log.Warn("attach to agent", "error", err)
 		closeWebsocket(ws, closeInternal, "cannot reach the workspace agent")
 		ws.Close()

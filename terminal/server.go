@@ -57,7 +57,7 @@ const (
 var ErrServerClosed = errors.New("terminal server closed")
 
 // Server is the agent side of the reconnecting PTY: it serves the wire
-// protocol described in wire.go on the listeners given to Serve, keeps
+// protocol described at [Conn] on the listeners given to Serve, keeps
 // sessions keyed by reconnect id, and restores each session's screen on
 // attach. Create it with [NewServer]; it owns every goroutine it starts and
 // Close waits for them.

@@ -13,33 +13,6 @@ import (
 	"time"
 )
 
-// The agent wire protocol, spoken between the relay (or any client) and the
-// agent's [Server] over one stream connection per attach:
-//
-//	frame = kind:uint8 | length:uint32 big-endian | payload[length]
-//
-// with length at most [MaxFramePayload]. The client sends one hello frame
-// first and then input and resize frames; the agent answers with screen,
-// output, exit and error frames:
-//
-//	'h' hello   client→agent  JSON {"version":1,"reconnect":"<uuid>","width":80,"height":24,"command":""}
-//	'i' input   client→agent  raw bytes for the PTY
-//	'r' resize  client→agent  width:uint16 | height:uint16, big-endian
-//	's' screen  agent→client  first chunk of a serialised screen: it starts
-//	                          with a full reset (ESC c), so the client
-//	                          replaces what it shows; further chunks follow
-//	                          as output frames
-//	'o' output  agent→client  raw terminal output
-//	'x' exit    agent→client  exit code:int32 big-endian; the process ended
-//	                          and the agent closes the connection
-//	'e' error   agent→client  UTF-8 text; the session could not be started
-//	                          and the agent closes the connection
-//
-// Every attach starts with a screen frame (then possibly more output frames
-// completing it) and continues with live output, with no gap and no
-// duplication between the two. An attach that falls behind gets another
-// screen frame instead of the output it missed (a resync).
-
 // FrameKind identifies an agent→client frame, as returned by [Conn.ReadFrame].
 type FrameKind byte
 
@@ -162,6 +135,33 @@ type Frame struct {
 // Conn is a client connection to one session on the agent, made by
 // [Attach]. One goroutine may call ReadFrame while others call WriteInput,
 // Resize and Close.
+//
+// The wire protocol between a Conn (the relay, or any client) and the
+// agent's [Server] uses one stream connection per attach:
+//
+//	frame = kind:uint8 | length:uint32 big-endian | payload[length]
+//
+// with length at most [MaxFramePayload]. The client sends one hello frame
+// first and then input and resize frames; the agent answers with screen,
+// output, exit and error frames:
+//
+//	'h' hello   client→agent  JSON {"version":1,"reconnect":"<uuid>","width":80,"height":24,"command":""}
+//	'i' input   client→agent  raw bytes for the PTY
+//	'r' resize  client→agent  width:uint16 | height:uint16, big-endian
+//	's' screen  agent→client  first chunk of a serialised screen: it starts
+//	                          with a full reset (ESC c), so the client
+//	                          replaces what it shows; further chunks follow
+//	                          as output frames
+//	'o' output  agent→client  raw terminal output
+//	'x' exit    agent→client  exit code:int32 big-endian; the process ended
+//	                          and the agent closes the connection
+//	'e' error   agent→client  UTF-8 text; the session could not be started
+//	                          and the agent closes the connection
+//
+// Every attach starts with a screen frame (then possibly more output frames
+// completing it) and continues with live output, with no gap and no
+// duplication between the two. An attach that falls behind gets another
+// screen frame instead of the output it missed (a resync).
 type Conn struct {
 	c   net.Conn
 	br  *bufio.Reader
