@@ -227,4 +227,3 @@ func TestAgentReachable(t *testing.T) {
 		}
 	}
 }
-
