@@ -87,7 +87,7 @@ func newBrowserHarness(t *testing.T, dial terminal.DialFunc) *browserHarness {
 		h.mu.Lock()
 		relay := h.relay
 		h.mu.Unlock()
-		_ = relay.ServeBrowser(r.Context(), ws, h.dial, p)
+		_ = relay.ServeBrowser(context.WithoutCancel(r.Context()), ws, h.dial, p)
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {

@@ -127,7 +127,10 @@ func (rc *relayConn) finish(code int, reason string, err error) {
 // side goes away, ctx is done or the relay closes. It takes ownership of
 // ws: it sets the read limit and heartbeat, and closes ws (with a close
 // code) before returning. The caller upgrades with compression off and its
-// Origin check; p comes from [ParseParams].
+// Origin check; p comes from [ParseParams]. Pass a ctx that outlives the
+// request, such as context.WithoutCancel(r.Context()): net/http may cancel a
+// hijacked request's context when the connection fails, which would hide
+// the real reason, and [Relay.Close] ends every relay at shutdown.
 //
 // Browser → server: text messages parsed by [ParseInput] ({"data"},
 // {"width","height"}, {"ack"}). Server → browser: binary messages of raw
@@ -180,7 +183,7 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 	if err != nil {
 		if ctx.Err() != nil {
 			// Relay.Close or the caller ended it while dialling.
-			rc.finish(closeGoingAway, "server shutting down", nil)
+			rc.finish(closeGoingAway, "", context.Cause(ctx))
 			closeWebsocket(ws, rc.endCode, rc.endReason)
 			ws.Close()
 			return rc.endErr
@@ -216,7 +219,7 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 	}()
 
 	<-ctx.Done()
-	rc.finish(closeGoingAway, "server shutting down", nil) // the caller's ctx ended
+	rc.finish(closeGoingAway, "", context.Cause(ctx)) // the caller's ctx ended
 	agent.Close()
 	closeWebsocket(ws, rc.endCode, rc.endReason)
 	// Give the browser a moment to answer the close, so that it sees a
@@ -257,11 +260,11 @@ func (rc *relayConn) copyAgentToBrowser(ctx context.Context) {
 			rc.mu.Lock()
 			rc.unacked += len(f.Data)
 			rc.mu.Unlock()
+			rc.r.metrics.addOut(len(f.Data))
 			if err := rc.ws.WriteMessage(websocket.BinaryMessage, f.Data); err != nil {
 				rc.finish(closeGoingAway, "write failed", fmt.Errorf("write to browser: %w", err))
 				return
 			}
-			rc.r.metrics.addOut(len(f.Data))
 		case FrameExit:
 			msg := `{"exit_code":` + strconv.Itoa(f.ExitCode) + `}`
 			if err := rc.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {

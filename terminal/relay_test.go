@@ -39,7 +39,7 @@ func startRelay(t *testing.T, dial terminal.DialFunc, opts terminal.RelayOptions
 			return
 		}
 		// ServeBrowser logs why it ended; nothing to add here.
-		_ = relay.ServeBrowser(r.Context(), ws, dial, p)
+		_ = relay.ServeBrowser(context.WithoutCancel(r.Context()), ws, dial, p)
 	}))
 	t.Cleanup(func() {
 		relay.Close()
