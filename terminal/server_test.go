@@ -35,6 +35,11 @@ func newServer(t *testing.T, opts terminal.ServerOptions) (*terminal.Server, ter
 	if opts.Logger == nil {
 		opts.Logger = terminaltest.Logger(t)
 	}
+	if opts.NewScreen == nil {
+		// Tests compare raw bytes, which the raw-tail screen replays as
+		// they were; keep it when the default becomes the emulator.
+		opts.NewScreen = terminal.NewRawTailScreen
+	}
 	opts.Shell = "/bin/bash"
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
