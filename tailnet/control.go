@@ -303,8 +303,11 @@ func (s *Server) upsertNodeLocked(nk key.NodePublic, sn StoredNode, evicted *[]k
 	if n == nil {
 		n = &node{key: nk, id: nodeIDOf(nk), created: sn.Created, lastSeen: time.Now()}
 		s.nodes[nk] = n
-	} else if n.addr != addr {
-		delete(s.byAddr, n.addr)
+	} else {
+		s.index.del(n)
+		if n.addr != addr {
+			delete(s.byAddr, n.addr)
+		}
 	}
 	n.machine = sn.MachineKey
 	n.ident = sn.Identity
@@ -312,6 +315,7 @@ func (s *Server) upsertNodeLocked(nk key.NodePublic, sn StoredNode, evicted *[]k
 	n.addr = addr
 	n.version++
 	s.byAddr[addr] = n
+	s.index.add(n)
 	return n
 }
 
@@ -321,6 +325,7 @@ func (s *Server) removeNodeLocked(n *node) {
 		return
 	}
 	delete(s.nodes, n.key)
+	s.index.del(n)
 	if s.byAddr[n.addr] == n {
 		delete(s.byAddr, n.addr)
 	}
@@ -333,11 +338,12 @@ func (s *Server) removeNodeLocked(n *node) {
 
 // wakePeersLocked wakes the streams of every node that may see n.
 func (s *Server) wakePeersLocked(n *node) {
-	for _, m := range s.nodes {
-		if m != n && m.sess != nil && canSee(m.ident, n.ident, s.browserOnly) {
+	// Visibility is symmetric: the nodes that may see n are those n sees.
+	s.index.forVisible(n, s.browserOnly, func(m *node) {
+		if m.sess != nil {
 			m.sess.notify()
 		}
-	}
+	})
 }
 
 func (s *Server) wakeAllLocked() {
@@ -598,11 +604,7 @@ func (s *Server) buildMapResponse(n *node, st *sessionState) *tailcfg.MapRespons
 	}
 
 	var visible []*node
-	for _, p := range s.nodes {
-		if p != n && canSee(n.ident, p.ident, s.browserOnly) {
-			visible = append(visible, p)
-		}
-	}
+	s.index.forVisible(n, s.browserOnly, func(p *node) { visible = append(visible, p) })
 	slices.SortFunc(visible, func(a, b *node) int { return cmp.Compare(a.id, b.id) })
 	seen := make(map[tailcfg.NodeID]bool, len(visible))
 	var peers []*tailcfg.Node
@@ -714,6 +716,86 @@ func (s *Server) userProfilesLocked(n *node, peers []*node) []tailcfg.UserProfil
 		out = append(out, tailcfg.UserProfile{ID: id, LoginName: userName(p.ident), DisplayName: userName(p.ident)})
 	}
 	return out
+}
+
+// nodeIndex groups nodes by kind and owner so a node's visible peers are
+// found without scanning every node: an agent looks at a handful of server,
+// proxy and client nodes, not at every other agent.
+type nodeIndex struct {
+	agents         map[*node]struct{}
+	infra          map[*node]struct{} // server and proxy nodes
+	agentsByOwner  map[string]map[*node]struct{}
+	clientsByOwner map[string]map[*node]struct{}
+}
+
+func newNodeIndex() nodeIndex {
+	return nodeIndex{
+		agents:         map[*node]struct{}{},
+		infra:          map[*node]struct{}{},
+		agentsByOwner:  map[string]map[*node]struct{}{},
+		clientsByOwner: map[string]map[*node]struct{}{},
+	}
+}
+
+func addTo(m map[string]map[*node]struct{}, k string, n *node) {
+	set := m[k]
+	if set == nil {
+		set = map[*node]struct{}{}
+		m[k] = set
+	}
+	set[n] = struct{}{}
+}
+
+func delFrom(m map[string]map[*node]struct{}, k string, n *node) {
+	if set := m[k]; set != nil {
+		delete(set, n)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+func (ix nodeIndex) add(n *node) {
+	switch n.ident.Kind {
+	case KindAgent:
+		ix.agents[n] = struct{}{}
+		addTo(ix.agentsByOwner, n.ident.OwnerID, n)
+	case KindClient:
+		addTo(ix.clientsByOwner, n.ident.OwnerID, n)
+	case KindServer, KindProxy:
+		ix.infra[n] = struct{}{}
+	}
+}
+
+func (ix nodeIndex) del(n *node) {
+	delete(ix.agents, n)
+	delete(ix.infra, n)
+	delFrom(ix.agentsByOwner, n.ident.OwnerID, n)
+	delFrom(ix.clientsByOwner, n.ident.OwnerID, n)
+}
+
+// forVisible calls f for every node n may see, as decided by canSee.
+func (ix nodeIndex) forVisible(n *node, browserOnly bool, f func(*node)) {
+	visit := func(set map[*node]struct{}) {
+		for p := range set {
+			if p != n && canSee(n.ident, p.ident, browserOnly) {
+				f(p)
+			}
+		}
+	}
+	switch n.ident.Kind {
+	case KindClient:
+		if n.ident.OwnerID != "" {
+			visit(ix.agentsByOwner[n.ident.OwnerID])
+		}
+	case KindAgent:
+		visit(ix.infra)
+		if n.ident.OwnerID != "" {
+			visit(ix.clientsByOwner[n.ident.OwnerID])
+		}
+	case KindServer, KindProxy:
+		visit(ix.agents)
+	}
 }
 
 // canSee reports whether a node of identity a may have b as a peer. The

@@ -100,6 +100,7 @@ type Server struct {
 	closed        bool
 	nodes         map[key.NodePublic]*node
 	byAddr        map[netip.Addr]*node
+	index         nodeIndex
 	conns         map[net.Conn]struct{} // hijacked Noise connections
 	browserOnly   bool
 	blockDirect   bool
@@ -135,6 +136,7 @@ func New(opts Options) (*Server, error) {
 		cancel:      cancel,
 		nodes:       make(map[key.NodePublic]*node),
 		byAddr:      make(map[netip.Addr]*node),
+		index:       newNodeIndex(),
 		conns:       make(map[net.Conn]struct{}),
 		blockDirect: opts.BlockDirect,
 		derpMap:     opts.DERPMap,
