@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/terminal"
 )
 
 // Options configure an agent. URL and Token are required.
@@ -32,6 +33,17 @@ type Options struct {
 	Directory string
 	// HTTPClient dials the server; nil means http.DefaultClient's transport.
 	HTTPClient *http.Client
+	// StateDir holds the agent's tailnet state; empty means a temporary
+	// directory.
+	StateDir string
+	// TerminalIdleTimeout ends a web terminal session nobody is attached to
+	// after this long; zero means 5 minutes.
+	TerminalIdleTimeout time.Duration
+	// TerminalMetrics, if not nil, records terminal sessions.
+	TerminalMetrics *terminal.Metrics
+	// NoTailnet keeps the agent off the tailnet (tests of the control
+	// connection alone).
+	NoTailnet bool
 }
 
 // Agent is a running workspace agent. Create it with New; Close stops it.
@@ -68,6 +80,10 @@ func New(opts Options) (*Agent, error) {
 	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel}
 	a.wg.Add(1)
 	go a.connectLoop()
+	if !opts.NoTailnet {
+		a.wg.Add(1)
+		go a.tailnetLoop()
+	}
 	return a, nil
 }
 

@@ -12,9 +12,12 @@ import (
 	"github.com/alexedwards/scs/pgxstore"
 	"github.com/alexedwards/scs/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"tailscale.com/tailcfg"
 
 	"github.com/gatewaydev/coder/static"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/tailnet"
+	"github.com/gatewaydev/coder/terminal"
 	"github.com/gatewaydev/coder/web"
 )
 
@@ -45,6 +48,8 @@ type Options struct {
 	// status besides being woken by changes (to notice agents that went
 	// silent); zero means one second.
 	StatusPollInterval time.Duration
+	// Tailnet configures coordination, DERP and STUN.
+	Tailnet TailnetOptions
 }
 
 // API is the primary server's HTTP surface. Create it with New, serve
@@ -64,7 +69,14 @@ type API struct {
 	mux         *http.ServeMux
 	// extraSettings are added to the deployment page by the assembly.
 	extraSettings []web.Setting
-	handler       http.Handler
+	// tailnet is the coordination server; nil when Options.Tailnet is off.
+	tailnet      *tailnet.Server
+	derpMap      *tailcfg.DERPMap
+	node         serverNode
+	relay        *terminal.Relay
+	replicaID    string
+	serverSecret string
+	handler      http.Handler
 
 	closeOnce sync.Once
 	closeMu   sync.Mutex
@@ -115,6 +127,18 @@ func New(opts Options) (*API, error) {
 		}
 		a.events.publish(string(payload))
 	})
+	if opts.Tailnet.Enabled {
+		if err := a.newTailnet(ctx); err != nil {
+			ps.Close()
+			cancel()
+			return nil, err
+		}
+	}
+	termMetrics := terminal.NewMetrics()
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(termMetrics)
+	}
+	a.relay = terminal.NewRelay(terminal.RelayOptions{Logger: a.logger.With("component", "terminal_relay"), Metrics: termMetrics})
 	a.routes()
 	a.wg.Add(1)
 	go a.janitor()
@@ -134,9 +158,18 @@ func (a *API) Close() error {
 		a.closeMu.Unlock()
 		a.cancel()
 		a.agents.closeAll()
+		a.relay.Close()
 		a.wg.Wait()
 		a.unsubscribe()
 		a.pubsub.Close()
+		a.node.mu.Lock()
+		if a.node.node != nil {
+			a.node.node.Close()
+		}
+		a.node.mu.Unlock()
+		if a.tailnet != nil {
+			a.tailnet.Close()
+		}
 	})
 	return nil
 }
@@ -219,15 +252,32 @@ func (a *API) routes() {
 	mux.HandleFunc("DELETE /api/v2/workspaces/{id}", wu(a.serveDeleteWorkspace))
 	mux.HandleFunc("POST /api/v2/workspaceagents/{id}/token", wu(a.serveRegenerateAgentToken))
 	mux.HandleFunc("GET /api/v2/workspaceagents/me/connect", h(a.serveAgentConnect))
+	mux.HandleFunc("GET /api/v2/workspaceagents/{agent}/pty", wu(a.servePTY))
 	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}
 	}))
 
+	// The control protocol, DERP and STUN probes are not browser routes:
+	// they skip sessions and cross-origin checks, and hijack the connection.
+	tailnetPaths := map[string]bool{}
+	if a.tailnet != nil {
+		for _, p := range tailnet.Paths {
+			tailnetPaths[p] = true
+			mux.Handle(p, a.tailnet) // for the route label of metrics
+		}
+	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.serveError(w, r, &HTTPError{Code: http.StatusForbidden, Msg: "Cross-site request refused. Submit the form from the dashboard itself."})
 	}))
-	a.handler = a.metrics.instrument(mux, cop.Handler(a.sessions.LoadAndSave(securityHeaders(mux))))
+	browser := cop.Handler(a.sessions.LoadAndSave(securityHeaders(mux)))
+	a.handler = a.metrics.instrument(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tailnetPaths[r.URL.Path] {
+			a.tailnet.ServeHTTP(w, r)
+			return
+		}
+		browser.ServeHTTP(w, r)
+	}))
 }
 
 // securityHeaders sets headers every dashboard response carries.

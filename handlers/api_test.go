@@ -251,7 +251,7 @@ func TestAgentStatus(t *testing.T) {
 		return got.Agents[0].Status + "/" + got.Status
 	}
 
-	a, err := agent.New(agent.Options{URL: ts.URL, Token: w.Agents[0].Token, Logger: testLogger(t), Version: "v-agent"})
+	a, err := agent.New(agent.Options{URL: ts.URL, Token: w.Agents[0].Token, Logger: testLogger(t), Version: "v-agent", NoTailnet: true})
 	if err != nil {
 		t.Fatal(err)
 	}

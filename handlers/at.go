@@ -63,5 +63,12 @@ func (a *API) serveAt(w http.ResponseWriter, r *http.Request) error {
 
 // agentRoute returns the handler of an agent URL, like the terminal, or nil.
 func (a *API) agentRoute(p atPath, r *http.Request) http.HandlerFunc {
+	if p.Agent == "" {
+		return nil
+	}
+	switch {
+	case p.Rest == "terminal" && r.Method == http.MethodGet:
+		return a.withUser(a.serveTerminalPage)
+	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -79,6 +81,20 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach Hijack and Flush.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack implements http.Hijacker for handlers that assert it (the control
+// protocol and DERP).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusSwitchingProtocols, true
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Flush implements http.Flusher.
+func (w *statusWriter) Flush() {
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
 
 // poolCollector reports pgx pool statistics.
 type poolCollector struct {

@@ -65,7 +65,7 @@ func TestReplicaEvents(t *testing.T) {
 	}
 	next(`data-testid="agent-status">connecting<`)
 
-	ag, err := agent.New(agent.Options{URL: a.URL, Token: w.Agents[0].Token, Logger: testLogger(t)})
+	ag, err := agent.New(agent.Options{URL: a.URL, Token: w.Agents[0].Token, Logger: testLogger(t), NoTailnet: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,3 +149,11 @@ const AgentHeartbeatInterval = 2 * time.Second
 
 // AgentConnectPath is the agent's control connection (a websocket).
 const AgentConnectPath = "/api/v2/workspaceagents/me/connect"
+
+// Tailnet ports of an agent, as Coder numbers them. Any other port is
+// forwarded to the agent's localhost.
+const (
+	AgentSSHPort             = 1
+	AgentReconnectingPTYPort = 2
+	AgentSpeedtestPort       = 3
+)

@@ -190,3 +190,14 @@ func itoa(n int) string {
 	}
 	return string(b[i:])
 }
+
+// Terminal is the full-window web terminal page.
+type Terminal struct {
+	Title      string
+	WSPath     string
+	AgentID    string
+	AgentName  string
+	BackURL    string
+	StylePath  string
+	ScriptPath string
+}

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/gatewaydev/coder/agent"
+	"github.com/gatewaydev/coder/tailnet"
 )
 
 type agentOptions struct {
-	URL       urlValue
-	Token     stringValue
-	Directory stringValue
-	Verbose   boolValue
+	URL         urlValue
+	Token       stringValue
+	Directory   stringValue
+	Verbose     boolValue
+	IdleTimeout durationValue
 }
 
 func newAgentCmd() *cobra.Command {
@@ -20,6 +24,8 @@ func newAgentCmd() *cobra.Command {
 		{Flag: "agent-token", Env: "CODER_AGENT_TOKEN", Value: &o.Token, Secret: true, Description: "The agent's token, from its workspace."},
 		{Flag: "directory", Env: "CODER_AGENT_DIRECTORY", Value: &o.Directory, Description: "The workspace's working directory (default: the current directory)."},
 		{Flag: "verbose", Short: "v", Env: "CODER_AGENT_VERBOSE", Value: &o.Verbose, Description: "Log debug messages."},
+		{Flag: "terminal-idle-timeout", Env: "CODER_AGENT_TERMINAL_IDLE_TIMEOUT", Default: "5m", Value: &o.IdleTimeout,
+			Description: "End a web terminal session after this long with nobody attached."},
 	}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -33,7 +39,14 @@ func newAgentCmd() *cobra.Command {
 				return errMissing("agent-token", "CODER_AGENT_TOKEN")
 			}
 			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
-			a, err := agent.New(agent.Options{URL: o.URL.u, Token: string(o.Token), Logger: logger, Version: version, Directory: string(o.Directory)})
+			// Tailscale's knobs are process-wide: set before the agent's node
+			// starts (no log upload, no port mapping, DERP over plain HTTP for
+			// an http:// server).
+			if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: o.URL.u.String()}); err != nil {
+				return err
+			}
+			a, err := agent.New(agent.Options{URL: o.URL.u, Token: string(o.Token), Logger: logger, Version: version, Directory: string(o.Directory),
+				TerminalIdleTimeout: time.Duration(o.IdleTimeout)})
 			if err != nil {
 				return err
 			}

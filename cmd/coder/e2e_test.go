@@ -38,7 +38,7 @@ var dashboardRE = regexp.MustCompile(`Dashboard:\s+(\S+)`)
 func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
 	s := &server{t: t, done: make(chan struct{})}
-	s.cmd = exec.Command(testutil.CoderBinary(t), append([]string{"server", "--http-address", "127.0.0.1:0"}, args...)...)
+	s.cmd = exec.Command(testutil.CoderBinary(t), append([]string{"server", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0"}, args...)...)
 	s.cmd.Env = append(cleanEnv(), env...)
 	pr, pw := io.Pipe()
 	s.cmd.Stdout, s.cmd.Stderr = pw, pw
@@ -188,7 +188,7 @@ func TestServerBuiltinPostgres(t *testing.T) {
 	srv := startServer(t, nil, "--config-dir", filepath.Join(dir, "server"))
 
 	// A second server on the same config dir refuses to start.
-	second := exec.Command(testutil.CoderBinary(t), "server", "--http-address", "127.0.0.1:0", "--config-dir", filepath.Join(dir, "server"))
+	second := exec.Command(testutil.CoderBinary(t), "server", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0", "--config-dir", filepath.Join(dir, "server"))
 	second.Env = cleanEnv()
 	out, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "already") {

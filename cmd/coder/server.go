@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/tailnet"
 )
 
 // serverOptions are the options of `coder server`.
@@ -39,6 +40,16 @@ type serverOptions struct {
 	PrometheusAddress stringValue
 	BrowserOnly       boolValue
 	Verbose           boolValue
+
+	DERPServerEnable        boolValue
+	DERPServerRegionID      intValue
+	DERPServerRegionCode    stringValue
+	DERPServerRegionName    stringValue
+	DERPServerSTUNAddresses stringValue
+	DERPConfigURL           stringValue
+	DERPConfigPath          stringValue
+	DERPForceWebsockets     boolValue
+	BlockDirect             boolValue
 }
 
 func (o *serverOptions) table() optionSet {
@@ -69,6 +80,24 @@ func (o *serverOptions) table() optionSet {
 			Description: "Allow only browser connections to workspaces (web terminal and apps); refuse SSH and CLI tunnels."},
 		{Flag: "verbose", Short: "v", Env: "CODER_VERBOSE", Value: &o.Verbose,
 			Description: "Log debug messages."},
+		{Flag: "derp-server-enable", Env: "CODER_DERP_SERVER_ENABLE", Default: "true", Value: &o.DERPServerEnable,
+			Description: "Run the embedded DERP relay at /derp. Off needs regions from --derp-config-url or --derp-config-path."},
+		{Flag: "derp-server-region-id", Env: "CODER_DERP_SERVER_REGION_ID", Default: "999", Value: &o.DERPServerRegionID,
+			Description: "Region id of the embedded relay."},
+		{Flag: "derp-server-region-code", Env: "CODER_DERP_SERVER_REGION_CODE", Default: "coder", Value: &o.DERPServerRegionCode,
+			Description: "Region code of the embedded relay."},
+		{Flag: "derp-server-region-name", Env: "CODER_DERP_SERVER_REGION_NAME", Default: "Coder Embedded Relay", Value: &o.DERPServerRegionName,
+			Description: "Region name of the embedded relay."},
+		{Flag: "derp-server-stun-addresses", Env: "CODER_DERP_SERVER_STUN_ADDRESSES", Default: "0.0.0.0:3478", Value: &o.DERPServerSTUNAddresses,
+			Description: `UDP addresses of the embedded STUN server, comma-separated; "disable" turns STUN off.`},
+		{Flag: "derp-config-url", Env: "CODER_DERP_CONFIG_URL", Value: &o.DERPConfigURL,
+			Description: "URL of a DERP map JSON whose regions add to (or replace, by id) the embedded one."},
+		{Flag: "derp-config-path", Env: "CODER_DERP_CONFIG_PATH", Value: &o.DERPConfigPath,
+			Description: "Path of a DERP map JSON whose regions add to (or replace, by id) the embedded one."},
+		{Flag: "derp-force-websockets", Env: "CODER_DERP_FORCE_WEBSOCKETS", Value: &o.DERPForceWebsockets,
+			Description: "Make clients reach DERP over websockets (for proxies that break the DERP upgrade)."},
+		{Flag: "block-direct-connections", Env: "CODER_BLOCK_DIRECT", Value: &o.BlockDirect,
+			Description: "Relay every connection through DERP, even where a direct one would work."},
 	}
 }
 
@@ -126,7 +155,35 @@ func (o *serverOptions) validate() error {
 	if o.ConfigDir == "" {
 		return errors.New("--config-dir ($CODER_CONFIG_DIR) must not be empty")
 	}
+	if o.DERPConfigURL != "" && o.DERPConfigPath != "" {
+		return errors.New("--derp-config-url ($CODER_DERP_CONFIG_URL) and --derp-config-path ($CODER_DERP_CONFIG_PATH) are exclusive: set one")
+	}
+	if !o.DERPServerEnable && o.DERPConfigURL == "" && o.DERPConfigPath == "" {
+		return errors.New("--derp-server-enable=false ($CODER_DERP_SERVER_ENABLE) needs DERP regions from --derp-config-url or --derp-config-path")
+	}
+	if id := int(o.DERPServerRegionID); id <= 0 || id > 1<<20 {
+		return fmt.Errorf("invalid value %d for --derp-server-region-id / $CODER_DERP_SERVER_REGION_ID: must be between 1 and %d", id, 1<<20)
+	}
+	for _, a := range o.stunAddrs() {
+		if err := checkHostPort("derp-server-stun-addresses", "CODER_DERP_SERVER_STUN_ADDRESSES", a); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func (o *serverOptions) stunAddrs() []string {
+	v := strings.TrimSpace(string(o.DERPServerSTUNAddresses))
+	if v == "" || v == "disable" || !o.DERPServerEnable {
+		return nil
+	}
+	var out []string
+	for _, a := range strings.Split(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // runServer runs the server until ctx ends, then shuts down in order:
@@ -172,6 +229,11 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	if accessURL == nil {
 		accessURL = defaultAccessURL(httpLn, tlsLn)
 	}
+	// Tailscale's knobs are process-wide: set before the server's own node
+	// starts.
+	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: accessURL.String(), DERPForceWebsockets: bool(o.DERPForceWebsockets)}); err != nil {
+		return fmt.Errorf("--derp-force-websockets ($CODER_DERP_FORCE_WEBSOCKETS): %w", err)
+	}
 
 	pgURL := string(o.PostgresURL)
 	builtin := pgURL == ""
@@ -206,6 +268,16 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 		DB: db, Logger: logger, AccessURL: accessURL, WildcardAccessURL: string(o.WildcardAccessURL),
 		TLS: bool(o.TLSEnable), BrowserOnly: bool(o.BrowserOnly), BuiltinDB: builtin, Version: version,
 		Registerer: reg, Provisioner: prov,
+		Tailnet: handlers.TailnetOptions{
+			Enabled: true,
+			DERP: tailnet.DERPMapOptions{
+				DisableEmbedded: !bool(o.DERPServerEnable),
+				RegionID:        int(o.DERPServerRegionID), RegionCode: string(o.DERPServerRegionCode), RegionName: string(o.DERPServerRegionName),
+				ConfigPath: string(o.DERPConfigPath), ConfigURL: string(o.DERPConfigURL),
+			},
+			BlockDirect: bool(o.BlockDirect),
+			STUNAddrs:   o.stunAddrs(),
+		},
 	})
 	if err != nil {
 		return err
@@ -255,6 +327,11 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 		logger.Info("serving prometheus metrics", "address", pln.Addr().String())
 	}
 
+	nodeCtx, cancelNode := context.WithTimeout(ctx, 30*time.Second)
+	if err := api.StartServerNode(nodeCtx, filepath.Join(configDir, "tailnet", "server")); err != nil {
+		logger.Error("the server's tailnet node did not start: the web terminal and apps cannot reach agents", "err", err)
+	}
+	cancelNode()
 	if err := api.StartWorkspaces(ctx); err != nil {
 		logger.Error("start workspaces", "err", err)
 	}
