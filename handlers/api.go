@@ -74,6 +74,7 @@ type API struct {
 	derpMap      *tailcfg.DERPMap
 	node         serverNode
 	relay        *terminal.Relay
+	net          netStatus
 	replicaID    string
 	serverSecret string
 	handler      http.Handler

@@ -15,6 +15,7 @@ import (
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/static"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/tailnet"
 	"github.com/gatewaydev/coder/web"
 )
 
@@ -282,6 +283,9 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 		if ag.LastConnected != nil {
 			va.LastSeen = web.Since(*ag.LastConnected)
 		}
+		if ag.Status == sdk.AgentConnected {
+			va.Connection, va.PreferredDERP = a.describePath(ag.ID)
+		}
 		for _, app := range ag.Apps {
 			va.Apps = append(va.Apps, web.App{Slug: app.Slug, DisplayName: app.DisplayName, Share: app.Share,
 				URL: base + "." + url.PathEscape(ag.Name) + "/apps/" + url.PathEscape(app.Slug) + "/"})
@@ -499,5 +503,15 @@ func (a *API) serveDeploymentPage(w http.ResponseWriter, r *http.Request) error 
 		{Name: "Browser-only", Value: onOff(o.BrowserOnly), Help: "--browser-only / CODER_BROWSER_ONLY: when on, SSH and CLI tunnels are refused."},
 	}}
 	p.Settings = append(p.Settings, a.extraSettings...)
+	p.DERPRegions, p.STUN = a.derpRegions()
+	if a.tailnet != nil {
+		st := a.tailnet.Stats()
+		for _, k := range []tailnet.Kind{tailnet.KindServer, tailnet.KindAgent, tailnet.KindClient, tailnet.KindProxy} {
+			p.Nodes = append(p.Nodes, web.Setting{Name: string(k), Value: fmt.Sprintf("%d online of %d", st.Online[k], st.Nodes[k])})
+		}
+		p.Nodes = append(p.Nodes,
+			web.Setting{Name: "DERP clients", Value: fmt.Sprint(st.DERPClients)},
+			web.Setting{Name: "STUN requests answered", Value: fmt.Sprint(st.STUNRequests)})
+	}
 	return render(w, r, http.StatusOK, web.Deployment(p))
 }

@@ -74,6 +74,11 @@ type Agent struct {
 	LastSeen    string
 	Apps        []App
 	TerminalURL string
+	// Connection is how the server reaches the agent ("direct (p2p) via
+	// ip:port · 0.3ms" or "relayed via DERP(coder) · 2ms"); PreferredDERP
+	// the agent's home region.
+	Connection    string
+	PreferredDERP string
 	// ManualCommand is the command that starts this agent elsewhere, for
 	// manual templates; Token is set only right after it was made.
 	ManualCommand string
@@ -134,6 +139,11 @@ type TemplatesPage struct {
 type DeploymentPage struct {
 	Nav      Nav
 	Settings []Setting
+	// DERPRegions and STUN show the relays and whether STUN answers.
+	DERPRegions []DERPRegion
+	STUN        string
+	// Nodes counts tailnet nodes by kind ("agent: 3 online of 4").
+	Nodes []Setting
 }
 
 // Setting is one row of the deployment page.
@@ -200,4 +210,14 @@ type Terminal struct {
 	BackURL    string
 	StylePath  string
 	ScriptPath string
+}
+
+// DERPRegion is a row of the deployment page's DERP table.
+type DERPRegion struct {
+	ID      int
+	Code    string
+	Name    string
+	Nodes   string
+	Health  string
+	Latency string
 }
