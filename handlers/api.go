@@ -253,6 +253,7 @@ func (a *API) routes() {
 	mux.HandleFunc("DELETE /api/v2/workspaces/{id}", wu(a.serveDeleteWorkspace))
 	mux.HandleFunc("POST /api/v2/workspaceagents/{id}/token", wu(a.serveRegenerateAgentToken))
 	mux.HandleFunc("GET /api/v2/workspaceagents/me/connect", h(a.serveAgentConnect))
+	mux.HandleFunc("GET /api/v2/derp-map", wu(a.serveDERPMap))
 	mux.HandleFunc("GET /api/v2/workspaceagents/{agent}/pty", wu(a.servePTY))
 	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}

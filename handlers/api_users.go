@@ -17,7 +17,7 @@ func toSDKUser(u store.User) sdk.User {
 }
 
 func (a *API) serveBuildInfo(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, sdk.BuildInfo{Version: a.opts.Version, BrowserOnly: a.opts.BrowserOnly})
+	writeJSON(w, http.StatusOK, sdk.BuildInfo{Version: a.opts.Version, BrowserOnly: a.opts.BrowserOnly, BlockDirect: a.opts.Tailnet.BlockDirect})
 	return nil
 }
 

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -184,4 +185,13 @@ func (a *API) derpRegions() ([]web.DERPRegion, string) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, stun
+}
+
+// serveDERPMap gives CLIs the DERP map, for `coder netcheck`.
+func (a *API) serveDERPMap(w http.ResponseWriter, r *http.Request) error {
+	if a.derpMap == nil {
+		return &HTTPError{Code: http.StatusNotFound, Msg: "The tailnet is off on this server."}
+	}
+	writeJSON(w, http.StatusOK, a.derpMap)
+	return nil
 }

@@ -23,6 +23,9 @@ type ValidationError struct {
 type BuildInfo struct {
 	Version     string `json:"version"`
 	BrowserOnly bool   `json:"browser_only"`
+	// BlockDirect tells clients that every connection is relayed by the
+	// deployment's choice (--block-direct-connections).
+	BlockDirect bool `json:"block_direct,omitempty"`
 }
 
 // CreateFirstUserRequest creates the owner on a fresh deployment.
@@ -157,3 +160,7 @@ const (
 	AgentReconnectingPTYPort = 2
 	AgentSpeedtestPort       = 3
 )
+
+// BrowserOnlyMessage is what every non-browser tunnel gets in browser-only
+// mode (Coder's wording).
+const BrowserOnlyMessage = "Non-browser connections are disabled for your deployment."

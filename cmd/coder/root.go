@@ -34,6 +34,9 @@ func newRootCmd() *cobra.Command {
 		newTransitionCmd("stop", "Stop a workspace's agents"),
 		newDeleteCmd(),
 		newVersionCmd(),
+		newPingCmd(),
+		newSpeedtestCmd(),
+		newNetcheckCmd(),
 	)
 	root.SetFlagErrorFunc(flagError)
 	return root

@@ -1,0 +1,88 @@
+package main_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/store/storetest"
+)
+
+// startWorkspace runs a server (with extra flags) on a fresh database,
+// logs in, and creates a workspace "dev" whose local agent is connected.
+func startWorkspace(t *testing.T, flags ...string) (*server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cli")
+	srv := startServer(t, []string{"CODER_PG_CONNECTION_URL=" + storetest.URL(t)}, append([]string{"--config-dir", filepath.Join(dir, "server")}, flags...)...)
+	mustCoder(t, cfg, "login", srv.URL, "--first-user-username", "admin", "--first-user-password", "admin-password")
+	mustCoder(t, cfg, "templates", "push", "default", "-f", filepath.Join("..", "..", "templates", "default.yaml"))
+	mustCoder(t, cfg, "create", "dev", "-t", "default")
+	eventually(t, 30*time.Second, "the local agent to connect", func() bool {
+		ws := listWorkspaces(t, cfg)
+		return len(ws) == 1 && ws[0].Agents[0].Status == sdk.AgentConnected
+	})
+	return srv, cfg
+}
+
+func TestPingSpeedtestNetcheck(t *testing.T) {
+	t.Parallel()
+	_, cfg := startWorkspace(t)
+
+	out := mustCoder(t, cfg, "ping", "dev", "-n", "3", "--wait", "100ms")
+	if !strings.Contains(out, "pong from dev.main p2p via ") || !strings.Contains(out, "✔ You are connected directly (p2p)") {
+		t.Fatalf("ping on loopback should be direct:\n%s", out)
+	}
+
+	var rows []struct {
+		Bytes int     `json:"transferred_bytes"`
+		Mbits float64 `json:"throughput_mbits"`
+		Total bool    `json:"total"`
+	}
+	if err := json.Unmarshal([]byte(mustCoder(t, cfg, "speedtest", "dev", "-o", "json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) < 2 || !rows[len(rows)-1].Total || rows[len(rows)-1].Bytes == 0 || rows[len(rows)-1].Mbits <= 0 {
+		t.Fatalf("speedtest rows = %+v, want intervals and a non-zero total", rows)
+	}
+	table := mustCoder(t, cfg, "speedtest", "dev", "--direction", "up")
+	if !strings.HasPrefix(table, "INTERVAL") || !strings.Contains(table, "Mbits/sec") {
+		t.Fatalf("speedtest table:\n%s", table)
+	}
+	if _, errOut, code := coder(t, cfg, "", "speedtest", "dev", "-t", "1s"); code == 0 || !strings.Contains(errOut, "between 5s and 30s") {
+		t.Fatalf("speedtest -t 1s: %d %q", code, errOut)
+	}
+
+	var rep struct {
+		UDP       bool `json:"udp"`
+		Preferred int  `json:"preferred_derp"`
+		Regions   []struct {
+			ID int `json:"region_id"`
+		} `json:"regions"`
+	}
+	if err := json.Unmarshal([]byte(mustCoder(t, cfg, "netcheck")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.UDP || rep.Preferred != 999 || len(rep.Regions) != 1 {
+		t.Fatalf("netcheck = %+v, want UDP, preferred 999 and one region", rep)
+	}
+
+	if _, errOut, code := coder(t, cfg, "", "ping", "nope"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("ping of an unknown workspace: %d %q", code, errOut)
+	}
+}
+
+func TestPingBlockDirect(t *testing.T) {
+	t.Parallel()
+	_, cfg := startWorkspace(t, "--block-direct-connections")
+	out := mustCoder(t, cfg, "ping", "dev", "-n", "2", "--wait", "100ms")
+	if !strings.Contains(out, "pong from dev.main proxied via DERP(coder)") || strings.Contains(out, " p2p via ") {
+		t.Fatalf("ping with --block-direct-connections should be relayed:\n%s", out)
+	}
+	if !strings.Contains(out, "❗ You are connected via a DERP relay, not directly (p2p)") || !strings.Contains(out, "--block-direct-connections") {
+		t.Fatalf("ping should say why it is relayed:\n%s", out)
+	}
+}

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"tailscale.com/net/speedtest"
+	"tailscale.com/tailcfg"
+
+	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/tailnet"
+)
+
+// workspaceAgent resolves "workspace[.agent]" (or "owner/workspace[.agent]")
+// to one connected agent.
+func workspaceAgent(ctx context.Context, c *sdk.Client, arg string) (sdk.Workspace, sdk.WorkspaceAgent, error) {
+	name, agentName, _ := strings.Cut(arg, ".")
+	w, err := c.Workspace(ctx, name)
+	if err != nil {
+		return w, sdk.WorkspaceAgent{}, err
+	}
+	var ag *sdk.WorkspaceAgent
+	for i := range w.Agents {
+		if agentName == "" || w.Agents[i].Name == agentName {
+			if ag != nil && agentName == "" {
+				return w, sdk.WorkspaceAgent{}, fmt.Errorf("workspace %q has several agents: name one, like %s.%s", w.Name, w.Name, w.Agents[0].Name)
+			}
+			ag = &w.Agents[i]
+		}
+	}
+	if ag == nil {
+		return w, sdk.WorkspaceAgent{}, fmt.Errorf("workspace %q has no agent %q", w.Name, agentName)
+	}
+	if ag.Status != sdk.AgentConnected {
+		return w, *ag, fmt.Errorf("the agent %s.%s is %s: start the workspace with `coder start %s`, or wait for its agent to connect", w.Name, ag.Name, ag.Status, w.Name)
+	}
+	return w, *ag, nil
+}
+
+// refuseBrowserOnly fails with Coder's message when the deployment allows
+// browser connections only.
+func refuseBrowserOnly(ctx context.Context, c *sdk.Client) (sdk.BuildInfo, error) {
+	bi, err := c.BuildInfo(ctx)
+	if err != nil {
+		return bi, err
+	}
+	if bi.BrowserOnly {
+		return bi, errors.New(sdk.BrowserOnlyMessage)
+	}
+	return bi, nil
+}
+
+// dialAgentNode joins the tailnet as a client node of the logged-in user and
+// waits until the agent is its peer. The caller must close the node.
+func dialAgentNode(ctx context.Context, c *sdk.Client, ag sdk.WorkspaceAgent) (*tailnet.Node, error) {
+	// Process-wide tailscale knobs: no log upload, no port mapping, DERP
+	// over plain HTTP for an http:// deployment.
+	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String()}); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "coder-cli-node-")
+	if err != nil {
+		return nil, err
+	}
+	n, err := tailnet.NewNode(ctx, tailnet.NodeOptions{
+		Dir: dir, Hostname: "coder-cli", ControlURL: c.URL.String(), AuthKey: "client:" + c.Token,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		if strings.Contains(err.Error(), sdk.BrowserOnlyMessage) {
+			return nil, errors.New(sdk.BrowserOnlyMessage)
+		}
+		return nil, fmt.Errorf("join the tailnet: %w", err)
+	}
+	if err := n.WaitForPeer(ctx, tailnet.AddrOf(tailnet.KindAgent, ag.ID)); err != nil {
+		n.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("the agent %s did not appear on the tailnet: %w", ag.Name, err)
+	}
+	context.AfterFunc(ctx, func() { os.RemoveAll(dir) })
+	return n, nil
+}
+
+func newPingCmd() *cobra.Command {
+	var num intValue
+	var timeout, wait durationValue
+	cmd := apiCmd(&cobra.Command{
+		Use:   "ping <workspace>",
+		Short: "Ping a workspace's agent over the tailnet, and tell whether the connection is direct (p2p) or relayed",
+		Args:  cobra.ExactArgs(1),
+	}, false, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
+		bi, err := refuseBrowserOnly(ctx, c)
+		if err != nil {
+			return err
+		}
+		w, ag, err := workspaceAgent(ctx, c, args[0])
+		if err != nil {
+			return err
+		}
+		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		n, err := dialAgentNode(nctx, c, ag)
+		if err != nil {
+			return err
+		}
+		defer n.Close()
+		addr := tailnet.AddrOf(tailnet.KindAgent, ag.ID)
+		name := w.Name + "." + ag.Name
+		var last tailnet.PingResult
+		var got int
+		for i := 0; i < int(num); i++ {
+			if i > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Duration(wait)):
+				}
+			}
+			pctx, cancel := context.WithTimeout(ctx, time.Duration(timeout))
+			res, err := n.Ping(pctx, addr)
+			cancel()
+			if err != nil {
+				fmt.Printf("ping to %s timed out after %s\n", name, time.Duration(timeout))
+				continue
+			}
+			got++
+			last = res
+			if res.Direct {
+				fmt.Printf("pong from %s p2p via %s in %s\n", name, res.Endpoint, fmtDuration(res.Latency))
+			} else {
+				fmt.Printf("pong from %s proxied via DERP(%s) in %s\n", name, res.DERPRegionCode, fmtDuration(res.Latency))
+			}
+		}
+		fmt.Println()
+		switch {
+		case got == 0:
+			fmt.Println("✘ No pongs: the agent is on the tailnet but does not answer. Check the agent's logs.")
+			return &exitError{code: 1}
+		case last.Direct:
+			fmt.Println("✔ You are connected directly (p2p)")
+		default:
+			fmt.Println("❗ You are connected via a DERP relay, not directly (p2p)")
+			if bi.BlockDirect {
+				fmt.Println("   Reason: the deployment relays every connection (--block-direct-connections).")
+			} else {
+				fmt.Println("   Reason: no direct UDP path was found between you and the workspace (UDP may be blocked by a firewall or a hard NAT).")
+				fmt.Println("   Run `coder netcheck` to see what your network allows.")
+			}
+		}
+		return nil
+	})
+	optionSet{
+		{Flag: "num", Short: "n", Default: "5", Value: &num, Description: "Number of pings."},
+		{Flag: "timeout", Short: "t", Default: "5s", Value: &timeout, Description: "Time to wait for each pong."},
+		{Flag: "wait", Default: "1s", Value: &wait, Description: "Time between pings."},
+	}.register(cmd)
+	return cmd
+}
+
+func fmtDuration(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
+	}
+	return fmt.Sprintf("%dms", d.Milliseconds())
+}
+
+// speedtestResult is one row of `coder speedtest -o json`.
+type speedtestResult struct {
+	IntervalStart float64 `json:"interval_start_seconds"`
+	IntervalEnd   float64 `json:"interval_end_seconds"`
+	Bytes         int     `json:"transferred_bytes"`
+	MbitsPerSec   float64 `json:"throughput_mbits"`
+	Total         bool    `json:"total,omitempty"`
+}
+
+func newSpeedtestCmd() *cobra.Command {
+	var duration durationValue
+	direction := enumValue{choices: []string{"down", "up"}}
+	cmd := apiCmd(&cobra.Command{
+		Use:   "speedtest <workspace>",
+		Short: "Measure throughput between you and a workspace over the tailnet",
+		Args:  cobra.ExactArgs(1),
+	}, true, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
+		if _, err := refuseBrowserOnly(ctx, c); err != nil {
+			return err
+		}
+		d := time.Duration(duration)
+		if d < speedtest.MinDuration || d > speedtest.MaxDuration {
+			return fmt.Errorf("--time (-t) must be between %s and %s", speedtest.MinDuration, speedtest.MaxDuration)
+		}
+		_, ag, err := workspaceAgent(ctx, c, args[0])
+		if err != nil {
+			return err
+		}
+		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		n, err := dialAgentNode(nctx, c, ag)
+		if err != nil {
+			return err
+		}
+		defer n.Close()
+		dir := speedtest.Download
+		if direction.v == "up" {
+			dir = speedtest.Upload
+		}
+		results, err := runSpeedtest(ctx, n, ag, dir, d, o.Output.v != "json")
+		if err != nil {
+			return err
+		}
+		var t0 time.Time
+		if len(results) > 0 {
+			t0 = results[0].IntervalStart
+		}
+		since := func(t time.Time) float64 { return t.Sub(t0).Seconds() }
+		if o.Output.v == "json" {
+			var out []speedtestResult
+			for _, r := range results {
+				out = append(out, speedtestResult{since(r.IntervalStart), since(r.IntervalEnd), r.Bytes, r.MBitsPerSecond(), r.Total})
+			}
+			return printJSON(os.Stdout, out)
+		}
+		var rows [][]string
+		for _, r := range results {
+			rows = append(rows, []string{
+				fmt.Sprintf("%.2f-%.2f sec", since(r.IntervalStart), since(r.IntervalEnd)),
+				fmt.Sprintf("%.4f MBits", r.MegaBits()),
+				fmt.Sprintf("%.4f Mbits/sec", r.MBitsPerSecond()),
+			})
+		}
+		printTable(os.Stdout, []string{"interval", "transfer", "bandwidth"}, rows)
+		return nil
+	})
+	optionSet{
+		{Flag: "time", Short: "t", Default: "5s", Value: &duration, Description: "How long the test runs (5s to 30s)."},
+		{Flag: "direction", Short: "d", Default: "down", Value: &direction, Description: "down (workspace to you) or up."},
+	}.register(cmd)
+	return cmd
+}
+
+// runSpeedtest runs tailscale's speedtest client against the agent. The
+// client dials a host:port, so it is given a loopback listener that pipes
+// its one connection to the agent over the tailnet.
+func runSpeedtest(ctx context.Context, n *tailnet.Node, ag sdk.WorkspaceAgent, dir speedtest.Direction, d time.Duration, progress bool) ([]speedtest.Result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	pipeDone := make(chan struct{})
+	go func() {
+		defer close(pipeDone)
+		local, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer local.Close()
+		remote, err := n.Dial(ctx, tailnet.AddrOf(tailnet.KindAgent, ag.ID), sdk.AgentSpeedtestPort)
+		if err != nil {
+			return
+		}
+		defer remote.Close()
+		done := make(chan struct{}, 2)
+		go func() { io.Copy(remote, local); done <- struct{}{} }()
+		go func() { io.Copy(local, remote); done <- struct{}{} }()
+		<-done
+	}()
+	if progress {
+		fmt.Fprintf(os.Stderr, "Starting a %s %s test...\n", d, map[speedtest.Direction]string{speedtest.Download: "download", speedtest.Upload: "upload"}[dir])
+	}
+	results, err := speedtest.RunClient(dir, d, ln.Addr().String())
+	ln.Close()
+	<-pipeDone
+	if err != nil {
+		return nil, fmt.Errorf("speedtest: %w", err)
+	}
+	return results, nil
+}
+
+func newNetcheckCmd() *cobra.Command {
+	return apiCmd(&cobra.Command{
+		Use:   "netcheck",
+		Short: "Check what your network allows: UDP, IPv4/IPv6, and the latency to each DERP region (JSON)",
+		Args:  cobra.NoArgs,
+	}, false, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
+		var dm tailcfg.DERPMap
+		if err := c.Request(ctx, http.MethodGet, "/api/v2/derp-map", nil, &dm); err != nil {
+			return err
+		}
+		if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String()}); err != nil {
+			return err
+		}
+		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		rep, err := tailnet.Netcheck(nctx, &dm)
+		if err != nil {
+			return fmt.Errorf("netcheck: %w", err)
+		}
+		return printJSON(os.Stdout, rep)
+	})
+}
