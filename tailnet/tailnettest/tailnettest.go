@@ -66,6 +66,13 @@ func (a *Auth) Authenticate(_ context.Context, authKey string) (Identity, error)
 	return id, nil
 }
 
+// ConfigureProcess sets process-wide knobs that running nodes read, so it
+// runs once per test binary (every harness uses plain HTTP on loopback).
+var (
+	configureOnce sync.Once
+	configureErr  error
+)
+
 // Options configure [New].
 type Options struct {
 	// BlockDirect forces every connection through DERP.
@@ -107,8 +114,11 @@ func New(t testing.TB, opts Options) *Harness {
 	}
 	h.start(t)
 	h.URL = "http://" + h.addr
-	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: h.URL}); err != nil {
-		t.Fatalf("configure process: %v", err)
+	configureOnce.Do(func() {
+		configureErr = tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: h.URL})
+	})
+	if configureErr != nil {
+		t.Fatalf("configure process: %v", configureErr)
 	}
 	t.Cleanup(h.stop)
 	return h
