@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
 	"github.com/gatewaydev/coder/store/storetest"
+	"github.com/gatewaydev/coder/tailnet"
 )
 
 // testServer is a real API on a real database, served on loopback.
@@ -38,6 +40,12 @@ type testOptions struct {
 	db *store.DB
 	// pollInterval overrides the status poll of event streams.
 	pollInterval time.Duration
+	// tailnet turns on coordination, DERP and STUN and joins the server's
+	// own tailnet node, so that the server reaches agents (web terminal).
+	tailnet bool
+	// wrapListener, if set, wraps the server's listener (to cut
+	// connections in tests).
+	wrapListener func(net.Listener) net.Listener
 }
 
 func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
@@ -51,11 +59,26 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 		db = storetest.New(t)
 	}
 	srv := httptest.NewUnstartedServer(nil)
+	if o.wrapListener != nil {
+		srv.Listener = o.wrapListener(srv.Listener)
+	}
 	u, _ := url.Parse("http://" + srv.Listener.Addr().String())
 	reg := prometheus.NewRegistry()
+	var tn handlers.TailnetOptions
+	var nodeDir string
+	if o.tailnet {
+		// Tailscale's knobs are process-wide; every test server here is
+		// plain HTTP on loopback, so they agree.
+		if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: u.String()}); err != nil {
+			t.Fatal(err)
+		}
+		tn = handlers.TailnetOptions{Enabled: true, STUNAddrs: []string{"127.0.0.1:0"}}
+		nodeDir = t.TempDir() // removed after the cleanup below closes the node
+	}
 	api, err := handlers.New(handlers.Options{
 		DB: db, Logger: testLogger(t), AccessURL: u, Version: "v-test", Registerer: reg,
 		Provisioner: o.provisioner, BrowserOnly: o.browserOnly, StatusPollInterval: o.pollInterval,
+		Tailnet: tn,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +90,14 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 		srv.Close()
 		api.Close()
 	})
+	if o.tailnet {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err := api.StartServerNode(ctx, nodeDir)
+		cancel()
+		if err != nil {
+			t.Fatalf("start the server's tailnet node: %v", err)
+		}
+	}
 	ts := &testServer{URL: u, API: api, DB: db, Reg: reg}
 	ts.Owner = ts.client("")
 	if o.noFirstUser {

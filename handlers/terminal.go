@@ -3,10 +3,12 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
@@ -90,6 +92,14 @@ func (a *API) servePTY(w http.ResponseWriter, r *http.Request) error {
 	defer stop()
 	dial := func(ctx context.Context) (net.Conn, error) {
 		return a.DialAgent(ctx, ag.ID, sdk.AgentReconnectingPTYPort)
+	}
+	// An agent that no replica hears from cannot answer: say so at once
+	// (close 1011, which the page shows and retries) rather than after
+	// DialAgent's 15 s wait for a peer that is not there.
+	if st := agentStatus(ag, time.Now()); st != sdk.AgentConnected {
+		dial = func(context.Context) (net.Conn, error) {
+			return nil, fmt.Errorf("dial agent %s: the agent is %s", ag.ID, st)
+		}
 	}
 	err = a.relay.ServeBrowser(ctx, ws, dial, params)
 	if err != nil && ctx.Err() == nil {
