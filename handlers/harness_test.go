@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,13 @@ type testOptions struct {
 	wrapListener func(net.Listener) net.Listener
 }
 
+// configureOnce guards tailnet.ConfigureProcess, which sets process-wide
+// knobs.
+var (
+	configureOnce sync.Once
+	configureErr  error
+)
+
 func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 	t.Helper()
 	var o testOptions
@@ -67,10 +75,13 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 	var tn handlers.TailnetOptions
 	var nodeDir string
 	if o.tailnet {
-		// Tailscale's knobs are process-wide; every test server here is
-		// plain HTTP on loopback, so they agree.
-		if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: u.String()}); err != nil {
-			t.Fatal(err)
+		// Tailscale's knobs are process-wide and read by running nodes:
+		// set them once (every test server here is plain HTTP on loopback).
+		configureOnce.Do(func() {
+			configureErr = tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: u.String()})
+		})
+		if configureErr != nil {
+			t.Fatalf("configure process: %v", configureErr)
 		}
 		tn = handlers.TailnetOptions{Enabled: true, STUNAddrs: []string{"127.0.0.1:0"}}
 		nodeDir = t.TempDir() // removed after the cleanup below closes the node
