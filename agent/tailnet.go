@@ -66,6 +66,11 @@ func (a *Agent) startTailnet() error {
 		Logger: a.logger, IdleTimeout: a.opts.TerminalIdleTimeout, NewScreen: newVTScreen,
 		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics,
 	})
+	stopSSH, err := a.serveSSH(node)
+	if err != nil {
+		return err
+	}
+	defer stopSSH()
 	done := make(chan error, 2)
 	go func() { done <- pty.Serve(ptyLn) }()
 	go func() { done <- speedtest.Serve(speedLn) }()
