@@ -255,6 +255,7 @@ func (a *API) routes() {
 	mux.HandleFunc("GET /api/v2/workspaceagents/me/connect", h(a.serveAgentConnect))
 	mux.HandleFunc("GET /api/v2/derp-map", wu(a.serveDERPMap))
 	mux.HandleFunc("GET /api/v2/workspaceagents/{agent}/pty", wu(a.servePTY))
+	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/connection", wu(a.serveAgentConnection))
 	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}
 	}))
