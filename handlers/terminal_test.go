@@ -47,9 +47,16 @@ func newTermEnv(t *testing.T, opts ...func(*testOptions)) *termEnv {
 // returned func is called).
 func startAgent(t *testing.T, ts *testServer, token string, m *terminal.Metrics) (stop func()) {
 	t.Helper()
+	return startAgentIn(t, ts, token, t.TempDir(), m)
+}
+
+// startAgentIn is startAgent with the agent's directory (where shells
+// start).
+func startAgentIn(t *testing.T, ts *testServer, token, dir string, m *terminal.Metrics) (stop func()) {
+	t.Helper()
 	a, err := agent.New(agent.Options{
 		URL: ts.URL, Token: token, Logger: testLogger(t).With("side", "agent"), Version: "v-agent",
-		StateDir: t.TempDir(), Directory: t.TempDir(), TerminalMetrics: m,
+		StateDir: t.TempDir(), Directory: dir, TerminalMetrics: m,
 	})
 	if err != nil {
 		t.Fatal(err)
