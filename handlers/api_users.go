@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/mail"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/tailnet"
 )
 
 func toSDKUser(u store.User) sdk.User {
@@ -121,6 +123,10 @@ func (a *API) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		if err := a.db.DeleteAPIKey(r.Context(), id); err != nil {
 			return err
 		}
+		// CLI nodes that joined the tailnet with this key leave it.
+		if a.tailnet != nil {
+			a.tailnet.Disconnect(r.Context(), tailnet.Identity{Kind: tailnet.KindClient, ID: id})
+		}
 	}
 	writeJSON(w, http.StatusOK, sdk.Response{Message: "Logged out."})
 	return nil
@@ -221,7 +227,11 @@ func (a *API) serveDeleteUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// onUserDeleted drops what a deleted user still holds open.
+// onUserDeleted drops what a deleted user still holds open: their CLI
+// nodes leave the tailnet.
 func (a *API) onUserDeleted(userID string) {
 	a.logger.Info("user deleted", "user_id", userID)
+	if a.tailnet != nil {
+		a.tailnet.RevokeOwner(context.WithoutCancel(a.ctx), userID)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/tailnet"
 )
 
 // agentStaleAfter is how long after its last heartbeat an agent that did
@@ -303,6 +304,9 @@ func (a *API) serveRegenerateAgentToken(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	a.disconnectAgent(ag.ID)
+	if a.tailnet != nil {
+		a.tailnet.Disconnect(r.Context(), tailnet.Identity{Kind: tailnet.KindAgent, ID: ag.ID})
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 	return nil
 }

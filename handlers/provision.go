@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/tailnet"
 )
 
 // Provisioner runs the agents of workspaces whose template uses the local
@@ -88,6 +89,9 @@ func (a *API) stopAgents(ctx context.Context, wk store.Workspace) {
 			a.logger.Error("stop agent: revoke token", "agent_id", ag.ID, "err", err)
 		}
 		a.disconnectAgent(ag.ID)
+		if a.tailnet != nil {
+			a.tailnet.Disconnect(ctx, tailnet.Identity{Kind: tailnet.KindAgent, ID: ag.ID})
+		}
 	}
 }
 

@@ -2,6 +2,9 @@ package main_test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +75,38 @@ func TestPingSpeedtestNetcheck(t *testing.T) {
 
 	if _, errOut, code := coder(t, cfg, "", "ping", "nope"); code == 0 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("ping of an unknown workspace: %d %q", code, errOut)
+	}
+}
+
+// TestPrometheus: --prometheus-enable serves HTTP, agent, database and
+// tailnet metrics on its own address.
+func TestPrometheus(t *testing.T) {
+	t.Parallel()
+	srv, cfg := startWorkspace(t, "--prometheus-enable", "--prometheus-address", "127.0.0.1:0")
+	mustCoder(t, cfg, "list")
+	m := regexp.MustCompile(`serving prometheus metrics.* address=(\S+)`).FindStringSubmatch(srv.logs())
+	if m == nil {
+		t.Fatalf("no prometheus address in the logs:\n%s", srv.logs())
+	}
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`coderd_api_requests_processed_total{code="200",method="GET",route="GET /api/v2/workspaces"}`,
+		"coderd_api_request_latencies_seconds_bucket",
+		"coderd_agents_connected 1",
+		"coderd_db_pool_max_connections",
+		`coder_tailnet_nodes{kind="agent",online="true"} 1`,
+		"coder_tailnet_coordination_updates_sent_total",
+		"coder_terminal_sessions",
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }
 
