@@ -37,6 +37,9 @@ func newRootCmd() *cobra.Command {
 		newPingCmd(),
 		newSpeedtestCmd(),
 		newNetcheckCmd(),
+		newSSHCmd(),
+		newConfigSSHCmd(),
+		newPortForwardCmd(),
 	)
 	root.SetFlagErrorFunc(flagError)
 	return root
