@@ -30,6 +30,9 @@ if want tailnet; then
     echo "loopback iperf3 peer unavailable: needs ../shared/bench/loopback-iperf.sh and iperf3 (apt-get install iperf3)"
   fi
   go test ./bench/tailnet/ -run '^$' -bench . -benchtime 1x -count 1
+  echo
+  echo "-- coder agent start -> first byte from the server's node (real server and agent processes)"
+  go run ./bench/agentstart -coder bin/coder -n 10
 fi
 
 if want term; then
