@@ -35,6 +35,15 @@ import (
 type termPage struct {
 	t   *testing.T
 	ctx context.Context
+	// wait bounds each wait; zero means 30 s.
+	wait time.Duration
+}
+
+func (p termPage) deadline() time.Time {
+	if p.wait == 0 {
+		return time.Now().Add(30 * time.Second)
+	}
+	return time.Now().Add(p.wait)
 }
 
 func (p termPage) do(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -52,7 +61,7 @@ func (p termPage) eval(expr string) (string, error) {
 // loading) count as not yet.
 func (p termPage) waitFor(what, expr string, cond func(string) bool) string {
 	p.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := p.deadline()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	var last string
@@ -152,7 +161,7 @@ func (p termPage) stableScreen(what string, cond func(screen) bool) string {
 // reports the differences.
 func (p termPage) sameScreen(what, want string) {
 	p.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := p.deadline()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -184,6 +193,16 @@ func screenDiff(want, got screen) string {
 		}
 	}
 	return b.String()
+}
+
+// wipe resets xterm.js while the page is disconnected, so that only the
+// agent's restore can bring the screen back.
+func (p termPage) wipe() {
+	p.t.Helper()
+	p.do("wipe the screen", chromedp.Evaluate[chromedp.Void](`window.term.reset()`))
+	p.waitFor("an empty screen", jsScreen, func(s string) bool {
+		return !strings.Contains(s, "notes") && parseScreen(s).Buffer == "normal"
+	})
 }
 
 func (p termPage) reconnectID() string {
@@ -384,6 +403,7 @@ func TestBrowserTerminal(t *testing.T) {
 		t.Fatalf("cut %d terminal connections, want 1", n)
 	}
 	p.waitFor("the page to notice the cut", jsStatus, func(s string) bool { return strings.HasPrefix(s, "reconnecting in") })
+	p.wipe()
 	p.status("connected")
 	p.sameScreen("after the websocket was cut", before)
 
@@ -443,8 +463,13 @@ func TestBrowserTerminalServerRestart(t *testing.T) {
 
 	srv.stop()
 	p.waitFor("the page to notice the server went away", jsStatus, func(s string) bool { return strings.HasPrefix(s, "reconnecting in") })
+	p.wipe()
 	startCoderServer(t, bin, cfgDir, pgURL, u.Host)
+	// The agent's tailnet node re-registers with the new server by itself;
+	// that takes seconds (DialAgent waits up to 15 s, the page backs off).
+	p.wait = 90 * time.Second
 	p.status("connected")
+	p.wait = 0
 	p.sameScreen("after a server restart", before)
 
 	p.input(":wq\r")

@@ -240,7 +240,8 @@ function connect() {
     if (c !== conn) return;
     send(c, { ack: 0 }); // turn flow control on
     send(c, { height: term.rows, width: term.cols });
-    setStatus("connected", "connected");
+    // "connected" waits for the agent's screen: the server may still be
+    // dialling the agent (after a server restart, for seconds).
   };
   ws.onmessage = (ev) => {
     if (c !== conn) return;
@@ -258,6 +259,7 @@ function connect() {
     if (!c.gotData) {
       c.gotData = true;
       attempt = 0; // the agent answered: reset the backoff
+      setStatus("connected", "connected");
     }
     const data = new Uint8Array(ev.data);
     c.writing++;
@@ -292,9 +294,12 @@ function scheduleReconnect(ev) {
   const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt) * (0.8 + 0.4 * Math.random());
   attempt++;
   const until = Date.now() + delay;
+  // Say why: the server's close reason (an offline agent closes with 1011
+  // "cannot reach the workspace agent"), or a lost connection.
+  const why = ev.reason || (ev.code === 1006 ? "connection lost" : "");
   const tick = () => {
     const s = Math.max(1, Math.ceil((until - Date.now()) / 1000));
-    setStatus(`reconnecting in ${s} s`, "reconnecting");
+    setStatus(`reconnecting in ${s} s${why ? ` (${why})` : ""}`, "reconnecting");
   };
   tick();
   countdownTimer = setInterval(tick, 1000);
