@@ -715,7 +715,9 @@ func statusOf(c *exec.Cmd, err error) exitStatus {
 
 // sftp serves the SFTP subsystem on the channel.
 func (s *session) sftp() exitStatus {
-	srv, err := sftp.NewServer(s.ch, sftp.WithServerWorkingDirectory(s.c.srv.dir))
+	// The SFTP server closes its stream when done; the channel must stay
+	// open for the exit status.
+	srv, err := sftp.NewServer(noCloseChannel{s.ch}, sftp.WithServerWorkingDirectory(s.c.srv.dir))
 	if err != nil {
 		return exitStatus{code: 1}
 	}
@@ -726,6 +728,12 @@ func (s *session) sftp() exitStatus {
 	}
 	return exitStatus{}
 }
+
+// noCloseChannel is a channel whose Close does nothing (the session closes
+// it after the exit status).
+type noCloseChannel struct{ ssh.Channel }
+
+func (noCloseChannel) Close() error { return nil }
 
 // forwardAgent makes a unix socket whose connections are relayed to the
 // client's SSH agent over auth-agent@openssh.com channels. stop closes it.

@@ -348,3 +348,27 @@ func (lr *lineReader) waitFor(t *testing.T, want string) {
 		}
 	}
 }
+
+// TestSSHSFTPExitStatus: the SFTP subsystem ends with exit status 0 (scp
+// in SFTP mode fails without it).
+func TestSSHSFTPExitStatus(t *testing.T) {
+	c, _ := startSSH(t)
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{"sftp"})); !ok || err != nil {
+		t.Fatalf("subsystem sftp: %v %v", ok, err)
+	}
+	ch.CloseWrite()
+	for req := range reqs {
+		if req.Type == "exit-status" {
+			if st := ssh.Marshal(struct{ Status uint32 }{0}); string(req.Payload) != string(st) {
+				t.Fatalf("exit status payload %x, want 0", req.Payload)
+			}
+			return
+		}
+	}
+	t.Fatal("the sftp session closed without an exit status")
+}

@@ -53,7 +53,11 @@ func newSSHCmd() *cobra.Command {
 			"The exit code of the command is the exit code of coder ssh.",
 		Args: cobra.MinimumNArgs(1),
 	}, false, func(ctx context.Context, c *sdk.Client, _ *clientOptions, args []string) error {
-		return tunnelError(runSSH(ctx, c, &o, args[0], args[1:]))
+		command := args[1:]
+		if len(command) > 0 && command[0] == "--" {
+			command = command[1:] // flags stop at the workspace name, so "--" arrives here
+		}
+		return tunnelError(runSSH(ctx, c, &o, args[0], command))
 	})
 	cmd.Flags().SetInterspersed(false)
 	optionSet{
