@@ -11,6 +11,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GOFILES := $(shell find . -name '*.go' -not -path './node_modules/*' 2>/dev/null)
 TEMPL := $(wildcard web/*.templ)
+# ts_debug_websockets compiles tailscale's websocket DERP client, for
+# --derp-force-websockets.
+export GOFLAGS := -tags=ts_debug_websockets
 
 .PHONY: run build test deps assets generate check-generated lint bench fuzz clean
 

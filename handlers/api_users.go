@@ -19,7 +19,8 @@ func toSDKUser(u store.User) sdk.User {
 }
 
 func (a *API) serveBuildInfo(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, sdk.BuildInfo{Version: a.opts.Version, BrowserOnly: a.opts.BrowserOnly, BlockDirect: a.opts.Tailnet.BlockDirect})
+	writeJSON(w, http.StatusOK, sdk.BuildInfo{Version: a.opts.Version, BrowserOnly: a.opts.BrowserOnly, BlockDirect: a.opts.Tailnet.BlockDirect,
+		DERPForceWebsockets: a.opts.Tailnet.ForceWebsockets})
 	return nil
 }
 

@@ -49,6 +49,9 @@ type TailnetOptions struct {
 	// STUNAddrs are the UDP addresses of the embedded STUN server; empty
 	// means none.
 	STUNAddrs []string
+	// ForceWebsockets tells agents and CLIs (through the build info) to
+	// reach DERP over websockets.
+	ForceWebsockets bool
 }
 
 // tailnetKeys loads the control and DERP private keys from the database,

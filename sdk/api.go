@@ -26,6 +26,9 @@ type BuildInfo struct {
 	// BlockDirect tells clients that every connection is relayed by the
 	// deployment's choice (--block-direct-connections).
 	BlockDirect bool `json:"block_direct,omitempty"`
+	// DERPForceWebsockets tells agents and CLIs to reach DERP over
+	// websockets (--derp-force-websockets).
+	DERPForceWebsockets bool `json:"derp_force_websockets,omitempty"`
 }
 
 // CreateFirstUserRequest creates the owner on a fresh deployment.

@@ -42,7 +42,8 @@ func newAgentCmd() *cobra.Command {
 			// Tailscale's knobs are process-wide: set before the agent's node
 			// starts (no log upload, no port mapping, DERP over plain HTTP for
 			// an http:// server).
-			if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: o.URL.u.String()}); err != nil {
+			if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: o.URL.u.String(),
+				DERPForceWebsockets: serverForcesWebsockets(cmd.Context(), o.URL.u, logger)}); err != nil {
 				return err
 			}
 			a, err := agent.New(agent.Options{URL: o.URL.u, Token: string(o.Token), Logger: logger, Version: version, Directory: string(o.Directory),

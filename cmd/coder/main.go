@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +18,10 @@ import (
 var version = "v0.1.0-devel"
 
 func main() {
+	// Some of tailscale's packages (derphttp, netcheck) print through the
+	// global logger; our output is slog, and a CLI's stderr must stay clean
+	// (coder ssh --stdio, JSON output).
+	log.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -121,3 +121,19 @@ func TestPingBlockDirect(t *testing.T) {
 		t.Fatalf("ping should say why it is relayed:\n%s", out)
 	}
 }
+
+// TestPingForceWebsockets: with --derp-force-websockets the server's own
+// node reaches DERP over websockets (its debug log says so), agents and
+// CLIs learn the setting from the build info, and with direct connections
+// blocked the relayed pings work.
+func TestPingForceWebsockets(t *testing.T) {
+	t.Parallel()
+	srv, cfg := startWorkspace(t, "--derp-force-websockets", "--block-direct-connections", "--verbose")
+	out := mustCoder(t, cfg, "ping", "dev", "-n", "2", "--wait", "100ms")
+	if !strings.Contains(out, "pong from dev.main proxied via DERP(coder)") {
+		t.Fatalf("ping over websocket DERP:\n%s", out)
+	}
+	if !strings.Contains(srv.logs(), "connecting websocket to http://") {
+		t.Fatalf("the server's node did not reach DERP over websockets:\n%s", srv.logs())
+	}
+}

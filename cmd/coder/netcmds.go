@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -63,7 +65,11 @@ func refuseBrowserOnly(ctx context.Context, c *sdk.Client) (sdk.BuildInfo, error
 func dialAgentNode(ctx context.Context, c *sdk.Client, ag sdk.WorkspaceAgent) (*tailnet.Node, error) {
 	// Process-wide tailscale knobs: no log upload, no port mapping, DERP
 	// over plain HTTP for an http:// deployment.
-	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String()}); err != nil {
+	bi, err := c.BuildInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String(), DERPForceWebsockets: bi.DERPForceWebsockets}); err != nil {
 		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "coder-cli-node-")
@@ -305,4 +311,19 @@ func newNetcheckCmd() *cobra.Command {
 		}
 		return printJSON(os.Stdout, rep)
 	})
+}
+
+// serverForcesWebsockets asks the server whether DERP must go over
+// websockets. Tailscale's knobs are set once per process, so the agent asks
+// before its node starts; a server that does not answer within 5 s is taken
+// to say no (the agent logs it).
+func serverForcesWebsockets(ctx context.Context, u *url.URL, logger *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	bi, err := (&sdk.Client{URL: u}).BuildInfo(ctx)
+	if err != nil {
+		logger.Warn("could not ask the server whether DERP needs websockets; assuming not", "err", err)
+		return false
+	}
+	return bi.DERPForceWebsockets
 }

@@ -275,8 +275,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 				RegionID:        int(o.DERPServerRegionID), RegionCode: string(o.DERPServerRegionCode), RegionName: string(o.DERPServerRegionName),
 				ConfigPath: string(o.DERPConfigPath), ConfigURL: string(o.DERPConfigURL),
 			},
-			BlockDirect: bool(o.BlockDirect),
-			STUNAddrs:   o.stunAddrs(),
+			BlockDirect:     bool(o.BlockDirect),
+			STUNAddrs:       o.stunAddrs(),
+			ForceWebsockets: bool(o.DERPForceWebsockets),
 		},
 	})
 	if err != nil {

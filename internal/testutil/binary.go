@@ -38,7 +38,7 @@ func CoderBinary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "coder")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/coder")
+		cmd := exec.Command("go", "build", "-tags", "ts_debug_websockets", "-o", buildPath, "./cmd/coder")
 		cmd.Dir = root
 		buildOut, buildErr = cmd.CombinedOutput()
 	})
