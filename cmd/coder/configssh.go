@@ -180,7 +180,7 @@ func sshConfigBlock(hosts []sshHost, bin, cfgDir, knownHosts string) string {
 		fmt.Fprintf(&b, "  UserKnownHostsFile %s\n", sshQuote(knownHosts))
 		fmt.Fprintf(&b, "  GlobalKnownHostsFile none\n")
 		fmt.Fprintf(&b, "  LogLevel ERROR\n")
-		fmt.Fprintf(&b, "  ProxyCommand %s --global-config %s ssh --stdio %s\n", shellQuote(bin), shellQuote(cfgDir), shellQuote(h.target))
+		fmt.Fprintf(&b, "  ProxyCommand %s ssh --global-config %s --stdio %s\n", shellQuote(bin), shellQuote(cfgDir), shellQuote(h.target))
 	}
 	fmt.Fprintln(&b, sshEndMarker)
 	return b.String()
@@ -286,12 +286,12 @@ func unifiedDiff(name, a, b string) string {
 			ops = append(ops, op{' ', al[i], i, j})
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			ops = append(ops, op{'+', bl[j], i, j})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			ops = append(ops, op{'-', al[i], i, j})
 			i++
+		default:
+			ops = append(ops, op{'+', bl[j], i, j})
+			j++
 		}
 	}
 	var out bytes.Buffer

@@ -492,3 +492,20 @@ func (s *screen) waitFor(t *testing.T, want string) {
 		t.Fatalf("terminal never showed %q; last output %q", want, s.buf.String())
 	}
 }
+
+// TestTunnelFlagsHaveEnv: every flag of the tunnel commands shows its
+// CODER_* variable in --help.
+func TestTunnelFlagsHaveEnv(t *testing.T) {
+	t.Parallel()
+	for _, c := range []string{"ssh", "config-ssh", "port-forward"} {
+		out, _, code := coder(t, t.TempDir(), "", c, "--help")
+		if code != 0 {
+			t.Fatalf("%s --help: exit %d", c, code)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "-") && !strings.Contains(line, "--help") && !strings.Contains(line, "[$CODER_") {
+				t.Errorf("coder %s: flag without a CODER_* variable: %q", c, line)
+			}
+		}
+	}
+}
