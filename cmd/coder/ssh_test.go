@@ -293,7 +293,9 @@ func TestBrowserOnly(t *testing.T) {
 		}
 	}
 	// config-ssh's ProxyCommand, written before the restart.
-	if out, errOut, code := e.ssh(t, "ssh", "coder.dev", "echo", "ok"); code == 0 || out != "" || !strings.Contains(errOut, browserOnlyMsg) {
+	out, errOut, code := e.ssh(t, "ssh", "coder.dev", "echo", "ok")
+	t.Logf("OpenSSH in browser-only mode: exit %d, stderr %q", code, errOut)
+	if code == 0 || out != "" || !strings.Contains(errOut, browserOnlyMsg) {
 		t.Errorf("OpenSSH through the ProxyCommand in browser-only mode: %d %q %q", code, out, errOut)
 	}
 	// The API answers 409 with the message.
