@@ -112,7 +112,11 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 	}
 	// Process-wide tailscale knobs (no log upload, no port mapping): set
 	// before this process's only node starts.
-	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String()}); err != nil {
+	bi, err := c.BuildInfo(ctx)
+	if err != nil {
+		return nil, ws, err
+	}
+	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String(), DERPForceWebsockets: bi.DERPForceWebsockets}); err != nil {
 		return nil, ws, err
 	}
 	host, _ := os.Hostname()
