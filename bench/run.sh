@@ -31,8 +31,8 @@ if want tailnet; then
   fi
   go test ./bench/tailnet/ -run '^$' -bench . -benchtime 1x -count 1
   echo
-  echo "-- coder agent start -> first byte from the server's node (real server and agent processes)"
-  go run ./bench/agentstart -coder bin/coder -n 10
+  echo "-- coder agent start -> first byte from the server's node; server RSS while 5 agents flood (real processes)"
+  go run ./bench/e2e -coder bin/coder -n 10 -flood 5
 fi
 
 if want term; then

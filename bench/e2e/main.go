@@ -1,11 +1,16 @@
-// Command agentstart measures the time from `coder agent` start to the
-// first byte the server's tailnet node gets from it: a real `coder server`
-// (built-in PostgreSQL, loopback), a manual workspace, and N agent starts.
-// Each run starts the agent process, then opens the web terminal websocket
-// (which the server relays to the agent's PTY over its own tailnet node)
-// until the first output frame arrives.
+// Command e2e measures real `coder server` and `coder agent` processes on
+// loopback (built-in PostgreSQL):
 //
-//	go run ./bench/agentstart -coder bin/coder [-n 10]
+//   - the time from `coder agent` start to the first byte the server's
+//     tailnet node gets from it (N runs: start the agent, open the web
+//     terminal websocket, which the server relays to the agent's PTY over its
+//     own tailnet node, until the first output frame arrives);
+//
+//   - the server's RSS while M agents flood their web terminals at full speed
+//     (`cat` of random data as base64, read as fast as the websocket allows),
+//     and after the floods end.
+//
+//     go run ./bench/e2e -coder bin/coder [-n 10] [-flood 5] [-flood-time 10s]
 package main
 
 import (
@@ -21,6 +26,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -32,14 +39,16 @@ import (
 func main() {
 	bin := flag.String("coder", "bin/coder", "the coder binary")
 	n := flag.Int("n", 10, "agent starts")
+	flood := flag.Int("flood", 5, "agents flooding their terminals at once")
+	floodTime := flag.Duration("flood-time", 10*time.Second, "how long each flood runs")
 	flag.Parse()
-	if err := run(*bin, *n); err != nil {
-		fmt.Fprintln(os.Stderr, "agentstart:", err)
+	if err := run(*bin, *n, *flood, *floodTime); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, n int) error {
+func run(bin string, n, flood int, floodTime time.Duration) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -84,7 +93,16 @@ func run(bin string, n int) error {
 		return err
 	}
 	ag := w.Agents[0]
+	if err := agentStarts(bin, dir, base, u, c, ag, n); err != nil {
+		return err
+	}
+	if flood > 0 {
+		return floods(bin, dir, base, u, c, srv.Process.Pid, flood, floodTime)
+	}
+	return nil
+}
 
+func agentStarts(bin, dir, base string, u *url.URL, c *sdk.Client, ag sdk.WorkspaceAgent, n int) error {
 	var times []time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
@@ -109,6 +127,142 @@ func run(bin string, n int) error {
 	fmt.Printf("JSON {\"bench\":\"agent_start_first_byte\",\"p50_ms\":%d,\"min_ms\":%d,\"max_ms\":%d,\"n\":%d}\n",
 		times[len(times)/2].Milliseconds(), times[0].Milliseconds(), times[len(times)-1].Milliseconds(), len(times))
 	return nil
+}
+
+// rssMiB reads a process's resident set size.
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb float64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, "VmRSS:"), "kB")), &kb)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+// floods starts m agents, floods each one's terminal, and samples the
+// server's RSS during and after.
+func floods(bin, dir, base string, u *url.URL, c *sdk.Client, serverPID, m int, d time.Duration) error {
+	ctx := context.Background()
+	var agents []*exec.Cmd
+	defer func() {
+		for _, a := range agents {
+			a.Process.Signal(os.Interrupt)
+			a.Wait()
+		}
+	}()
+	var ids []string
+	for i := 0; i < m; i++ {
+		var w sdk.Workspace
+		if err := c.Request(ctx, "POST", "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: fmt.Sprintf("flood%d", i), Template: "manual"}, &w); err != nil {
+			return err
+		}
+		a := exec.Command(bin, "agent")
+		a.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+w.Agents[0].Token)
+		a.Dir = dir
+		if err := a.Start(); err != nil {
+			return err
+		}
+		agents = append(agents, a)
+		ids = append(ids, w.Agents[0].ID)
+	}
+	// Wait for every agent to connect before the clock starts.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var ws []sdk.Workspace
+		if err := c.Request(ctx, "GET", "/api/v2/workspaces", nil, &ws); err != nil {
+			return err
+		}
+		up := 0
+		for _, w := range ws {
+			if strings.HasPrefix(w.Name, "flood") && w.Agents[0].Status == sdk.AgentConnected {
+				up++
+			}
+		}
+		if up == m {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d flood agents connected within 60 s", up, m)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	idle := rssMiB(serverPID)
+	var mu sync.Mutex
+	var total int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := flood(u, c.Token, id, stop)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "flood:", err)
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	peak := idle
+	for time.Now().Before(stop) {
+		time.Sleep(250 * time.Millisecond)
+		peak = max(peak, rssMiB(serverPID))
+	}
+	wg.Wait()
+	time.Sleep(5 * time.Second)
+	after := rssMiB(serverPID)
+	fmt.Printf("server RSS with %d agents idle %.0f MiB, peak while %d terminals flood %.0f MiB, 5 s after %.0f MiB; relayed %.1f MB/s in all\n",
+		m, idle, m, peak, after, float64(total)/d.Seconds()/1e6)
+	fmt.Printf("JSON {\"bench\":\"server_rss_flood\",\"agents\":%d,\"idle_mib\":%.0f,\"peak_mib\":%.0f,\"after_mib\":%.0f,\"relayed_mb_s\":%.1f}\n",
+		m, idle, peak, after, float64(total)/d.Seconds()/1e6)
+	return nil
+}
+
+// flood opens a terminal running a fast producer and reads until stop.
+func flood(u *url.URL, token, agentID string, stop time.Time) (int64, error) {
+	ws := *u
+	ws.Scheme = "ws"
+	ws.Path = "/api/v2/workspaceagents/" + agentID + "/pty"
+	ws.RawQuery = url.Values{"reconnect": {uuid.NewString()}, "width": {"120"}, "height": {"40"},
+		"command": {"cat /dev/urandom | base64"}}.Encode()
+	h := http.Header{}
+	h.Set(sdk.SessionTokenHeader, token)
+	var conn *websocket.Conn
+	var lastErr error
+	for time.Now().Before(stop) {
+		var resp *http.Response
+		conn, resp, lastErr = websocket.DefaultDialer.Dial(ws.String(), h)
+		if lastErr == nil {
+			break
+		}
+		if resp != nil {
+			lastErr = fmt.Errorf("%w (%s)", lastErr, resp.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if conn == nil {
+		return 0, fmt.Errorf("agent %s: no terminal before the flood ended: %v", agentID, lastErr)
+	}
+	defer conn.Close()
+	var n int64
+	conn.SetReadDeadline(stop)
+	for {
+		_, b, err := conn.ReadMessage()
+		if err != nil {
+			if time.Now().Before(stop.Add(-time.Second)) {
+				return n, fmt.Errorf("agent %s: terminal ended early: %w", agentID, err)
+			}
+			return n, nil
+		}
+		n += int64(len(b))
+	}
 }
 
 var bannerRE = regexp.MustCompile(`Dashboard:\s+(\S+)`)
