@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,80 +19,6 @@ import (
 	"github.com/gatewaydev/coder/tailnet"
 )
 
-// workspaceAgent resolves "workspace[.agent]" (or "owner/workspace[.agent]")
-// to one connected agent.
-func workspaceAgent(ctx context.Context, c *sdk.Client, arg string) (sdk.Workspace, sdk.WorkspaceAgent, error) {
-	name, agentName, _ := strings.Cut(arg, ".")
-	w, err := c.Workspace(ctx, name)
-	if err != nil {
-		return w, sdk.WorkspaceAgent{}, err
-	}
-	var ag *sdk.WorkspaceAgent
-	for i := range w.Agents {
-		if agentName == "" || w.Agents[i].Name == agentName {
-			if ag != nil && agentName == "" {
-				return w, sdk.WorkspaceAgent{}, fmt.Errorf("workspace %q has several agents: name one, like %s.%s", w.Name, w.Name, w.Agents[0].Name)
-			}
-			ag = &w.Agents[i]
-		}
-	}
-	if ag == nil {
-		return w, sdk.WorkspaceAgent{}, fmt.Errorf("workspace %q has no agent %q", w.Name, agentName)
-	}
-	if ag.Status != sdk.AgentConnected {
-		return w, *ag, fmt.Errorf("the agent %s.%s is %s: start the workspace with `coder start %s`, or wait for its agent to connect", w.Name, ag.Name, ag.Status, w.Name)
-	}
-	return w, *ag, nil
-}
-
-// refuseBrowserOnly fails with Coder's message when the deployment allows
-// browser connections only.
-func refuseBrowserOnly(ctx context.Context, c *sdk.Client) (sdk.BuildInfo, error) {
-	bi, err := c.BuildInfo(ctx)
-	if err != nil {
-		return bi, err
-	}
-	if bi.BrowserOnly {
-		return bi, errors.New(sdk.BrowserOnlyMessage)
-	}
-	return bi, nil
-}
-
-// dialAgentNode joins the tailnet as a client node of the logged-in user and
-// waits until the agent is its peer. The caller must close the node.
-func dialAgentNode(ctx context.Context, c *sdk.Client, ag sdk.WorkspaceAgent) (*tailnet.Node, error) {
-	// Process-wide tailscale knobs: no log upload, no port mapping, DERP
-	// over plain HTTP for an http:// deployment.
-	bi, err := c.BuildInfo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String(), DERPForceWebsockets: bi.DERPForceWebsockets}); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "coder-cli-node-")
-	if err != nil {
-		return nil, err
-	}
-	n, err := tailnet.NewNode(ctx, tailnet.NodeOptions{
-		Dir: dir, Hostname: "coder-cli", ControlURL: c.URL.String(), AuthKey: "client:" + c.Token,
-	})
-	if err != nil {
-		os.RemoveAll(dir)
-		if strings.Contains(err.Error(), sdk.BrowserOnlyMessage) {
-			return nil, errors.New(sdk.BrowserOnlyMessage)
-		}
-		return nil, fmt.Errorf("join the tailnet: %w", err)
-	}
-	if err := n.WaitForPeer(ctx, tailnet.AddrOf(tailnet.KindAgent, ag.ID)); err != nil {
-		n.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("the agent %s did not appear on the tailnet: %w", ag.Name, err)
-	}
-	context.AfterFunc(ctx, func() { os.RemoveAll(dir) })
-	return n, nil
-}
-
 func newPingCmd() *cobra.Command {
 	var num intValue
 	var timeout, wait durationValue
@@ -103,23 +27,19 @@ func newPingCmd() *cobra.Command {
 		Short: "Ping a workspace's agent over the tailnet, and tell whether the connection is direct (p2p) or relayed",
 		Args:  cobra.ExactArgs(1),
 	}, false, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-		bi, err := refuseBrowserOnly(ctx, c)
-		if err != nil {
-			return err
-		}
-		w, ag, err := workspaceAgent(ctx, c, args[0])
-		if err != nil {
-			return err
-		}
 		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		n, err := dialAgentNode(nctx, c, ag)
+		ac, w, err := dialAgent(nctx, c, args[0], cliLogger(false))
+		if err != nil {
+			return tunnelError(err)
+		}
+		defer ac.Close()
+		bi, err := c.BuildInfo(ctx)
 		if err != nil {
 			return err
 		}
-		defer n.Close()
-		addr := tailnet.AddrOf(tailnet.KindAgent, ag.ID)
-		name := w.Name + "." + ag.Name
+		n, addr := ac.node, ac.addr
+		name := w.Name + "." + agentName(w, ac.addr)
 		var last tailnet.PingResult
 		var got int
 		for i := 0; i < int(num); i++ {
@@ -195,29 +115,22 @@ func newSpeedtestCmd() *cobra.Command {
 		Short: "Measure throughput between you and a workspace over the tailnet",
 		Args:  cobra.ExactArgs(1),
 	}, true, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-		if _, err := refuseBrowserOnly(ctx, c); err != nil {
-			return err
-		}
 		d := time.Duration(duration)
 		if d < speedtest.MinDuration || d > speedtest.MaxDuration {
 			return fmt.Errorf("--time (-t) must be between %s and %s", speedtest.MinDuration, speedtest.MaxDuration)
 		}
-		_, ag, err := workspaceAgent(ctx, c, args[0])
-		if err != nil {
-			return err
-		}
 		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		n, err := dialAgentNode(nctx, c, ag)
+		ac, _, err := dialAgent(nctx, c, args[0], cliLogger(false))
 		if err != nil {
-			return err
+			return tunnelError(err)
 		}
-		defer n.Close()
+		defer ac.Close()
 		dir := speedtest.Download
 		if direction.v == "up" {
 			dir = speedtest.Upload
 		}
-		results, err := runSpeedtest(ctx, n, ag, dir, d, o.Output.v != "json")
+		results, err := runSpeedtest(ctx, ac, dir, d, o.Output.v != "json")
 		if err != nil {
 			return err
 		}
@@ -254,7 +167,7 @@ func newSpeedtestCmd() *cobra.Command {
 // runSpeedtest runs tailscale's speedtest client against the agent. The
 // client dials a host:port, so it is given a loopback listener that pipes
 // its one connection to the agent over the tailnet.
-func runSpeedtest(ctx context.Context, n *tailnet.Node, ag sdk.WorkspaceAgent, dir speedtest.Direction, d time.Duration, progress bool) ([]speedtest.Result, error) {
+func runSpeedtest(ctx context.Context, ac *agentConn, dir speedtest.Direction, d time.Duration, progress bool) ([]speedtest.Result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -267,16 +180,11 @@ func runSpeedtest(ctx context.Context, n *tailnet.Node, ag sdk.WorkspaceAgent, d
 		if err != nil {
 			return
 		}
-		defer local.Close()
-		remote, err := n.Dial(ctx, tailnet.AddrOf(tailnet.KindAgent, ag.ID), sdk.AgentSpeedtestPort)
+		remote, err := ac.dial(ctx, sdk.AgentSpeedtestPort)
 		if err != nil {
 			return
 		}
-		defer remote.Close()
-		done := make(chan struct{}, 2)
-		go func() { io.Copy(remote, local); done <- struct{}{} }()
-		go func() { io.Copy(local, remote); done <- struct{}{} }()
-		<-done
+		pipeConns(local, remote)
 	}()
 	if progress {
 		fmt.Fprintf(os.Stderr, "Starting a %s %s test...\n", d, map[speedtest.Direction]string{speedtest.Download: "download", speedtest.Upload: "upload"}[dir])
@@ -326,4 +234,14 @@ func serverForcesWebsockets(ctx context.Context, u *url.URL, logger *slog.Logger
 		return false
 	}
 	return bi.DERPForceWebsockets
+}
+
+// agentName names the agent of w at addr.
+func agentName(w sdk.Workspace, addr netip.Addr) string {
+	for _, ag := range w.Agents {
+		if tailnet.AddrOf(tailnet.KindAgent, ag.ID) == addr {
+			return ag.Name
+		}
+	}
+	return "agent"
 }

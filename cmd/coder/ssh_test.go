@@ -286,6 +286,8 @@ func TestBrowserOnly(t *testing.T) {
 		{"ssh", "--stdio", "dev"},
 		{"port-forward", "dev", "--tcp", fmt.Sprintf("%d:80", freePort(t))},
 		{"config-ssh", "--ssh-config-file", e.sshConfig},
+		{"ping", "dev"},
+		{"speedtest", "dev"},
 	} {
 		stdout, stderr, code := coder(t, e.cfg, "", args...)
 		if code == 0 || stdout != "" || stderr != browserOnlyMsg+"\n" {
