@@ -12,6 +12,8 @@
 #
 #   bench/term/run.sh [-r REPS (3)] [-k KEYS (200)] [-l BULK_LINES (3000000)] [-o OUT.jsonl]
 #
+# The raw JSON lines stay in OUT (default bench/out/term-<time>.jsonl, gitignored).
+#
 # Environment: SHARED_BENCH (default ../shared/bench next to the repository),
 # CODER_BIN (default: go build ./cmd/coder into a temp dir),
 # CODER_PG_CONNECTION_URL (default: the server's built-in PostgreSQL).
@@ -112,7 +114,7 @@ else
   log "ttyd is not installed: ratios use its recorded baseline (../shared/bench/README.md)"
 fi
 
-[[ -n $out ]] || out=$work/term.jsonl
+if [[ -z $out ]]; then mkdir -p "$root/bench/out"; out=$root/bench/out/term-$(date +%Y%m%dT%H%M%S).jsonl; fi
 log "term-compare.sh -r $reps -- --keys $keys --bulk-lines $lines --chromium-arg --disable-webgl --cookie coder_session=… ${targets[*]}"
 SHELL=/bin/bash "$work/term-compare.sh" -r "$reps" -o "$out" -- --keys "$keys" --bulk-lines "$lines" \
   --chromium-arg --disable-webgl --cookie "coder_session=$cookie" "${targets[@]}"
