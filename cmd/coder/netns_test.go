@@ -81,9 +81,10 @@ func newNetns(t *testing.T, hosts ...string) (*netns, map[string]string) {
 func (n *netns) name(host string) string { return n.prefix + "-" + host }
 
 // TestAcrossHosts runs the server, an agent and the CLI in three network
-// namespaces. With UDP allowed, `coder ping` is direct; with UDP between
-// the client and the agent dropped (nftables in the agent's namespace), it
-// is relayed through the server's DERP and still works.
+// namespaces. With UDP allowed, `coder ping` is direct and `coder ssh`
+// works; with UDP between the client and the agent dropped (nftables in the
+// agent's namespace), ping is relayed through the server's DERP, and ssh and
+// speedtest still work.
 func TestAcrossHosts(t *testing.T) {
 	requireNetns(t)
 	t.Parallel()
@@ -168,6 +169,10 @@ func TestAcrossHosts(t *testing.T) {
 		t.Fatalf("with UDP allowed, ping should end direct to %s:\n%s", addr["agt"], out)
 	}
 
+	if out := must("cli", "ssh", "dev", "--", "echo", "over-ssh-direct"); out != "over-ssh-direct\n" {
+		t.Fatalf("coder ssh across hosts (direct): %q", out)
+	}
+
 	// UDP between client and agent dropped: relayed, and still working.
 	rules := fmt.Sprintf(`table inet coder_test {
 	chain input { type filter hook input priority 0; ip saddr %[1]s meta l4proto udp drop; }
@@ -184,6 +189,9 @@ func TestAcrossHosts(t *testing.T) {
 	}
 	if !strings.Contains(out, "❗ You are connected via a DERP relay, not directly (p2p)") {
 		t.Fatalf("ping should say it is relayed:\n%s", out)
+	}
+	if out := must("cli", "ssh", "dev", "--", "echo", "over-ssh-derp"); out != "over-ssh-derp\n" {
+		t.Fatalf("coder ssh across hosts (via DERP): %q", out)
 	}
 	var rows []struct {
 		Bytes int  `json:"transferred_bytes"`
