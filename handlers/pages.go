@@ -274,6 +274,9 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 		Nav: a.nav(r, "workspaces"), Owner: v.OwnerName, Name: v.Name, Template: v.TemplateName,
 		Provisioner: v.Provisioner, Status: v.Status, DesiredState: v.DesiredState, BasePath: base,
 	}
+	if !a.opts.BrowserOnly {
+		p.SSHHost = "coder." + v.Name
+	}
 	for _, ag := range v.Agents {
 		va := web.Agent{
 			ID: ag.ID, Name: ag.Name, Status: ag.Status, OS: ag.OS, Arch: ag.Arch, Version: ag.Version,
@@ -285,6 +288,16 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 		}
 		if ag.Status == sdk.AgentConnected {
 			va.Connection, va.PreferredDERP = a.describePath(ag.ID)
+		}
+		if !a.opts.BrowserOnly {
+			target := v.Name
+			if len(v.Agents) > 1 {
+				target += "." + ag.Name
+			}
+			if u := userFrom(r); u.Username != v.OwnerName {
+				target = v.OwnerName + "/" + target
+			}
+			va.SSHCommand = "coder ssh " + target
 		}
 		for _, app := range ag.Apps {
 			va.Apps = append(va.Apps, web.App{Slug: app.Slug, DisplayName: app.DisplayName, Share: app.Share,

@@ -79,6 +79,9 @@ type Agent struct {
 	// the agent's home region.
 	Connection    string
 	PreferredDERP string
+	// SSHCommand is `coder ssh <workspace>[.<agent>]`; empty in
+	// browser-only mode.
+	SSHCommand string
 	// ManualCommand is the command that starts this agent elsewhere, for
 	// manual templates; Token is set only right after it was made.
 	ManualCommand string
@@ -97,6 +100,9 @@ type WorkspacePage struct {
 	Agents       []Agent
 	// Notice is shown once above the agents (like a new agent token).
 	Notice string
+	// SSHHost is the host `coder config-ssh` writes for this workspace
+	// (coder.<workspace>); empty in browser-only mode.
+	SSHHost string
 }
 
 // UserRow is a user in the owner's list.
