@@ -248,7 +248,7 @@ func (rc *relayConn) copyAgentToBrowser(ctx context.Context) {
 		if !rc.waitWindow(ctx) {
 			return
 		}
-		f, err := rc.agent.ReadFrame()
+		f, err := rc.agent.ReadFrameCoalesced(MaxFramePayload)
 		if err != nil {
 			rc.finish(closeInternal, "workspace agent connection lost", fmt.Errorf("read from agent: %w", err))
 			return

@@ -166,6 +166,8 @@ type Conn struct {
 	c   net.Conn
 	br  *bufio.Reader
 	buf []byte
+	// more holds output coalesced by ReadFrameCoalesced.
+	more []byte
 
 	// wmu serialises writes.
 	wmu  sync.Mutex
@@ -236,6 +238,37 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	default:
 		return Frame{}, fmt.Errorf("read frame: unknown kind %q", k)
 	}
+	return f, nil
+}
+
+// ReadFrameCoalesced is ReadFrame, except that an output frame comes back
+// joined with the output frames that follow it and are already buffered,
+// up to max bytes: it never waits for more. The relay sends fewer, larger
+// websocket messages under bulk output, and the browser renders them in
+// fewer passes. The returned Data is valid until the next read.
+func (c *Conn) ReadFrameCoalesced(max int) (Frame, error) {
+	f, err := c.ReadFrame()
+	if err != nil || f.Kind != FrameOutput {
+		return f, err
+	}
+	out := append(c.more[:0], f.Data...)
+	for len(out) < max && c.br.Buffered() >= frameHeaderLen {
+		h, err := c.br.Peek(frameHeaderLen)
+		if err != nil || FrameKind(h[0]) != FrameOutput {
+			break
+		}
+		n := int(binary.BigEndian.Uint32(h[1:]))
+		if c.br.Buffered() < frameHeaderLen+n || len(out)+n > max {
+			break
+		}
+		g, err := c.ReadFrame()
+		if err != nil {
+			return Frame{}, err
+		}
+		out = append(out, g.Data...)
+	}
+	c.more = out
+	f.Data = out
 	return f, nil
 }
 
