@@ -101,11 +101,28 @@ func (a *API) describePath(agentID string) (conn, derp string) {
 	case e.err != nil:
 		conn = "unreachable from the server"
 	case e.res.Direct:
-		conn = fmt.Sprintf("direct (p2p) via %s · %s", e.res.Endpoint, fmtLatency(e.res.Latency))
+		conn = fmt.Sprintf("direct (p2p) via %s · %s", e.res.Endpoint, latencyBucket(e.res.Latency))
 	default:
-		conn = fmt.Sprintf("relayed via DERP(%s) · %s", e.res.DERPRegionCode, fmtLatency(e.res.Latency))
+		conn = fmt.Sprintf("relayed via DERP(%s) · %s", e.res.DERPRegionCode, latencyBucket(e.res.Latency))
 	}
 	return conn, derp
+}
+
+// latencyBucket rounds a latency for the live part of the workspace page,
+// which is re-sent whenever its text changes: exact figures would change
+// every few seconds.
+func latencyBucket(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return "< 1ms"
+	case d < 10*time.Millisecond:
+		return "< 10ms"
+	case d < 50*time.Millisecond:
+		return "< 50ms"
+	case d < 100*time.Millisecond:
+		return "< 100ms"
+	}
+	return fmt.Sprintf("~%dms", d.Round(100*time.Millisecond).Milliseconds())
 }
 
 func fmtLatency(d time.Duration) string {

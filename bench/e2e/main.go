@@ -16,9 +16,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,14 +43,15 @@ func main() {
 	n := flag.Int("n", 10, "agent starts")
 	flood := flag.Int("flood", 5, "agents flooding their terminals at once")
 	floodTime := flag.Duration("flood-time", 10*time.Second, "how long each flood runs")
+	sshRuns := flag.Int("ssh", 10, "cold `coder ssh -- true` runs (0 skips the SSH figures)")
 	flag.Parse()
-	if err := run(*bin, *n, *flood, *floodTime); err != nil {
+	if err := run(*bin, *n, *flood, *floodTime, *sshRuns); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, n, flood int, floodTime time.Duration) error {
+func run(bin string, n, flood int, floodTime time.Duration, sshRuns int) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -97,7 +100,12 @@ func run(bin string, n, flood int, floodTime time.Duration) error {
 		return err
 	}
 	if flood > 0 {
-		return floods(bin, dir, base, u, c, srv.Process.Pid, flood, floodTime)
+		if err := floods(bin, dir, base, u, c, srv.Process.Pid, flood, floodTime); err != nil {
+			return err
+		}
+	}
+	if sshRuns > 0 {
+		return sshBench(bin, dir, base, c, ag, sshRuns)
 	}
 	return nil
 }
@@ -311,4 +319,147 @@ func firstByte(u *url.URL, token, agentID string, start time.Time) (time.Duratio
 		time.Sleep(10 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("no output within 60 s")
+}
+
+// median returns the middle of ds (sorted in place).
+func median(ds []time.Duration) time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2]
+}
+
+// timeRuns runs cmd() n times and returns the durations.
+func timeRuns(n int, cmd func() *exec.Cmd) ([]time.Duration, error) {
+	var ds []time.Duration
+	for i := 0; i < n; i++ {
+		c := cmd()
+		start := time.Now()
+		if out, err := c.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: %w\n%s", strings.Join(c.Args, " "), err, out)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return ds, nil
+}
+
+// throughput runs cmd, counts its stdout, and returns MB/s.
+func throughput(cmd *exec.Cmd) (float64, error) {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	n, _ := io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return 0, fmt.Errorf("%s: %w", strings.Join(cmd.Args, " "), err)
+	}
+	return float64(n) / time.Since(start).Seconds() / 1e6, nil
+}
+
+const gib = "1073741824"
+
+// sshBench measures coder ssh against a local OpenSSH server.
+func sshBench(bin, dir, base string, c *sdk.Client, ag sdk.WorkspaceAgent, n int) error {
+	cfg := filepath.Join(dir, "cli")
+	os.MkdirAll(cfg, 0o700)
+	os.WriteFile(filepath.Join(cfg, "url"), []byte(base), 0o600)
+	os.WriteFile(filepath.Join(cfg, "session"), []byte(c.Token), 0o600)
+	agent := exec.Command(bin, "agent")
+	agent.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+ag.Token)
+	agent.Dir = dir
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	defer func() { agent.Process.Signal(os.Interrupt); agent.Wait() }()
+	coder := func(args ...string) *exec.Cmd {
+		return exec.Command(bin, append([]string{"--global-config", cfg}, args...)...)
+	}
+	// Warm: the agent is up and answering before the clock starts.
+	deadline := time.Now().Add(60 * time.Second)
+	for coder("ssh", "bench", "--", "true").Run() != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("coder ssh never worked")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ds, err := timeRuns(n, func() *exec.Cmd { return coder("ssh", "bench", "--", "true") })
+	if err != nil {
+		return err
+	}
+	ours := median(ds)
+	sshMBs, err := throughput(coder("ssh", "bench", "--", "head", "-c", gib, "/dev/zero"))
+	if err != nil {
+		return err
+	}
+	var st []struct {
+		Mbits float64 `json:"throughput_mbits"`
+		Total bool    `json:"total"`
+	}
+	var raw float64
+	if out, err := coder("speedtest", "bench", "-o", "json").Output(); err == nil && json.Unmarshal(out, &st) == nil && len(st) > 0 {
+		raw = st[len(st)-1].Mbits / 8
+	}
+	peer, peerMBs, perr := openSSHPeer(dir, n)
+	fmt.Printf("coder ssh ws -- true (cold CLI, warm agent): p50 %v over %d runs (target <= 500ms)\n", ours.Round(time.Millisecond), n)
+	if perr != nil {
+		fmt.Printf("OpenSSH peer unavailable: %v\n", perr)
+	} else {
+		fmt.Printf("ssh to a local OpenSSH server -- true: p50 %v over %d runs\n", peer.Round(time.Millisecond), n)
+	}
+	fmt.Printf("1 GiB over coder ssh: %.0f MB/s; raw tailnet (coder speedtest): %.0f MB/s; 1 GiB over local OpenSSH: %.0f MB/s\n", sshMBs, raw, peerMBs)
+	fmt.Printf("JSON {\"bench\":\"ssh\",\"coder_true_p50_ms\":%d,\"openssh_true_p50_ms\":%d,\"coder_ssh_mb_s\":%.0f,\"tailnet_mb_s\":%.0f,\"openssh_mb_s\":%.0f}\n",
+		ours.Milliseconds(), peer.Milliseconds(), sshMBs, raw, peerMBs)
+	return nil
+}
+
+// openSSHPeer runs a throwaway sshd on loopback (Debian's openssh-server)
+// and measures `ssh -- true` and 1 GiB through it.
+func openSSHPeer(dir string, n int) (time.Duration, float64, error) {
+	sshd := "/usr/sbin/sshd"
+	if _, err := os.Stat(sshd); err != nil {
+		return 0, 0, fmt.Errorf("no %s: apt-get install openssh-server", sshd)
+	}
+	d := filepath.Join(dir, "sshd")
+	os.MkdirAll(d, 0o700)
+	os.MkdirAll("/run/sshd", 0o755)
+	for _, k := range []string{"host", "client"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(d, k)).CombinedOutput(); err != nil {
+			return 0, 0, fmt.Errorf("ssh-keygen: %v %s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(d, "client.pub"))
+	os.WriteFile(filepath.Join(d, "authorized_keys"), pub, 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, err
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	conf := fmt.Sprintf("Port %s\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\nPidFile %s\nStrictModes no\nPermitRootLogin prohibit-password\nUsePAM no\n",
+		port, filepath.Join(d, "host"), filepath.Join(d, "authorized_keys"), filepath.Join(d, "pid"))
+	os.WriteFile(filepath.Join(d, "sshd_config"), []byte(conf), 0o600)
+	srv := exec.Command(sshd, "-D", "-e", "-f", filepath.Join(d, "sshd_config"))
+	if err := srv.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	ssh := func(args ...string) *exec.Cmd {
+		return exec.Command("ssh", append([]string{"-i", filepath.Join(d, "client"), "-p", port, "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "root@127.0.0.1"}, args...)...)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ssh("true").Run() != nil {
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("local sshd did not answer")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ds, err := timeRuns(n, func() *exec.Cmd { return ssh("true") })
+	if err != nil {
+		return 0, 0, err
+	}
+	mbs, err := throughput(ssh("head", "-c", gib, "/dev/zero"))
+	return median(ds), mbs, err
 }

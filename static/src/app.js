@@ -6,7 +6,14 @@ function liveAgents() {
   if (!el || !el.dataset.events) return;
   const es = new EventSource(el.dataset.events);
   es.addEventListener("agents", (ev) => {
+    // Keep the disclosures the user opened across the update.
+    const open = new Set(
+      Array.from(el.querySelectorAll("details[open]"), (d) => (d.closest("[data-agent]")?.dataset.agent || "") + "/" + d.className),
+    );
     el.innerHTML = ev.data;
+    for (const d of el.querySelectorAll("details")) {
+      if (open.has((d.closest("[data-agent]")?.dataset.agent || "") + "/" + d.className)) d.open = true;
+    }
   });
   es.addEventListener("deleted", () => {
     es.close();
