@@ -68,6 +68,12 @@ func run(bin string, n, flood int, floodTime time.Duration, sshRuns int) error {
 		return err
 	}
 	srv.Stderr = io.Discard
+	if f := os.Getenv("E2E_SERVER_LOG"); f != "" {
+		lf, err := os.Create(f)
+		if err == nil {
+			srv.Stderr = lf
+		}
+	}
 	if err := srv.Start(); err != nil {
 		return err
 	}
