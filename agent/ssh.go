@@ -22,19 +22,16 @@ import (
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-)
 
-// sshHostKeyLabel separates the host key's derivation from any other use
-// of the token hash.
-const sshHostKeyLabel = "coder agent ssh host key v1\x00"
+	"github.com/gatewaydev/coder/sdk"
+)
 
 // SSHHostKeyFromTokenHash derives the agent's SSH host key from the
 // SHA-256 of its token, which the server stores: the server can tell a CLI
 // which key to pin without the agent reporting it, and the key stays the
 // same across agent restarts (and changes when the token is regenerated).
 func SSHHostKeyFromTokenHash(tokenHash []byte) ed25519.PrivateKey {
-	seed := sha256.Sum256(append([]byte(sshHostKeyLabel), tokenHash...))
-	return ed25519.NewKeyFromSeed(seed[:])
+	return sdk.AgentSSHHostKey(tokenHash)
 }
 
 // SSHHostKey is the SSH host key of the agent with token.
@@ -510,6 +507,34 @@ func (c *sshConn) session(nch ssh.NewChannel) {
 			req.Reply(ok, nil)
 		}
 	}
+	// The channel is gone while its process may still run (the client
+	// left, or the server is closing): hang it up as sshd does, so that
+	// nothing waits on it.
+	s.hangup()
+}
+
+// hangupGrace is how long a hung-up session's processes get before they
+// are killed.
+const hangupGrace = 2 * time.Second
+
+// hangup sends SIGHUP to the session's process group, and SIGKILL after
+// hangupGrace if it still runs.
+func (s *session) hangup() {
+	s.mu.Lock()
+	proc := s.proc
+	s.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	syscall.Kill(-proc.Pid, syscall.SIGHUP)
+	time.AfterFunc(hangupGrace, func() {
+		s.mu.Lock()
+		still := s.proc == proc
+		s.mu.Unlock()
+		if still {
+			syscall.Kill(-proc.Pid, syscall.SIGKILL)
+		}
+	})
 }
 
 // exitStatus is how a session's process ended: a code, or a signal.

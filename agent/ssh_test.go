@@ -137,8 +137,18 @@ func TestSSHPTYResize(t *testing.T) {
 	if err := s.WindowChange(40, 120); err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(in, "stty size\n")
-	r.waitFor(t, "40 120")
+	// The window change travels beside the data, not in order with it: ask
+	// until the shell sees the new size.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		io.WriteString(in, "stty size\n")
+		if l := r.line(t); strings.Contains(l, "40 120") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shell never saw the window change to 40x120")
+		}
+	}
 	io.WriteString(in, "exit 3\n")
 	var ee *ssh.ExitError
 	if err := s.Wait(); !errors.As(err, &ee) || ee.ExitStatus() != 3 {
@@ -371,4 +381,37 @@ func TestSSHSFTPExitStatus(t *testing.T) {
 		}
 	}
 	t.Fatal("the sftp session closed without an exit status")
+}
+
+// TestSSHHangupOnDisconnect: when the client goes away while a command
+// runs, the command gets SIGHUP (as with sshd), so nothing is left waiting
+// on it and the server can close.
+func TestSSHHangupOnDisconnect(t *testing.T) {
+	c, dir := startSSH(t)
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestPty("xterm-256color", 24, 80, ssh.TerminalModes{ssh.ECHO: 0}); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := s.StdoutPipe()
+	if err := s.Start("trap 'echo hup > hung-up; exit 0' HUP; echo ready; while :; do sleep 0.1; done"); err != nil {
+		t.Fatal(err)
+	}
+	newLineReader(out).waitFor(t, "ready")
+	c.Close()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "hung-up")); err == nil && strings.TrimSpace(string(b)) == "hup" {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatal("the command did not get SIGHUP after the client left")
+		case <-tick.C:
+		}
+	}
 }

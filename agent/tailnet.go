@@ -17,9 +17,6 @@ import (
 	"github.com/gatewaydev/coder/terminal/vt"
 )
 
-// AuthKeyPrefix marks an agent token used as a tailnet auth key.
-const AuthKeyPrefix = "agent:"
-
 // vtScreen adapts our emulator to terminal.Screen. Replies to terminal
 // queries are dropped: the browser's xterm.js answers them itself.
 type vtScreen struct{ t *vt.Terminal }
@@ -93,7 +90,7 @@ func (a *Agent) newNode(ctx context.Context, dir string) (*tailnet.Node, error) 
 	host, _ := os.Hostname()
 	return tailnet.NewNode(ctx, tailnet.NodeOptions{
 		Dir: dir, Hostname: host, ControlURL: a.opts.URL.String(),
-		AuthKey: AuthKeyPrefix + a.opts.Token, Logger: a.logger.With("component", "agent_node"),
+		AuthKey: sdk.AgentAuthKey(a.opts.Token), Logger: a.logger.With("component", "agent_node"),
 	})
 }
 

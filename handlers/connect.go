@@ -1,8 +1,6 @@
 package handlers
 
 import (
-	"crypto/ed25519"
-	"crypto/sha256"
 	"net/http"
 	"strings"
 
@@ -12,33 +10,15 @@ import (
 	"github.com/gatewaydev/coder/tailnet"
 )
 
-// AgentConnection is what GET /api/v2/workspaceagents/{id}/connection
-// gives a CLI: where the agent is on the tailnet and which SSH host key to
-// pin.
-type AgentConnection struct {
-	AgentID string `json:"agent_id"`
-	// Address is the agent's tailnet address.
-	Address string `json:"address"`
-	// SSHPort is the agent's SSH port on the tailnet.
-	SSHPort uint16 `json:"ssh_port"`
-	// SSHHostKey is the agent's host public key in authorized_keys format
-	// ("ssh-ed25519 AAAA...").
-	SSHHostKey string `json:"ssh_host_key"`
-}
-
 // errBrowserOnly is the API's answer to a CLI tunnel in browser-only mode,
 // with Coder's wording.
 var errBrowserOnly = &HTTPError{Code: http.StatusConflict, Msg: tailnet.ErrBrowserOnly.Error()}
 
-// sshHostKeyLabel must match agent.SSHHostKeyFromTokenHash: the host key
-// is derived from the token hash, so the server knows it without the
-// agent reporting it (a test checks both derivations agree).
-const sshHostKeyLabel = "coder agent ssh host key v1\x00"
-
+// agentSSHHostKey is the public half of the agent's host key, which is
+// derived from the token hash (sdk.AgentSSHHostKey), so the server knows it
+// without the agent reporting it.
 func agentSSHHostKey(tokenHash []byte) (ssh.PublicKey, error) {
-	seed := sha256.Sum256(append([]byte(sshHostKeyLabel), tokenHash...))
-	priv := ed25519.NewKeyFromSeed(seed[:])
-	return ssh.NewPublicKey(priv.Public())
+	return ssh.NewPublicKey(sdk.AgentSSHHostKey(tokenHash).Public())
 }
 
 // serveAgentConnection tells the workspace's owner how to reach an agent
@@ -58,7 +38,7 @@ func (a *API) serveAgentConnection(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, AgentConnection{
+	writeJSON(w, http.StatusOK, sdk.AgentConnection{
 		AgentID:    ag.ID,
 		Address:    tailnet.AddrOf(tailnet.KindAgent, ag.ID).String(),
 		SSHPort:    sdk.AgentSSHPort,

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatewaydev/coder/agent"
-	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 )
@@ -28,7 +27,7 @@ func TestAgentConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ag := e.ws.Agents[0]
-	var info handlers.AgentConnection
+	var info sdk.AgentConnection
 	if err := e.ts.Owner.Request(ctx, http.MethodGet, "/api/v2/workspaceagents/"+ag.ID+"/connection", nil, &info); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +44,7 @@ func TestAgentConnection(t *testing.T) {
 		t.Fatalf("another user's request: %v, want 404", err)
 	}
 
-	node, err := tailnet.NewNode(ctx, tailnet.NodeOptions{Dir: t.TempDir(), Hostname: "cli", ControlURL: e.ts.URL.String(), AuthKey: handlers.ClientAuthKey(e.ts.Owner.Token), Logger: testLogger(t)})
+	node, err := tailnet.NewNode(ctx, tailnet.NodeOptions{Dir: t.TempDir(), Hostname: "cli", ControlURL: e.ts.URL.String(), AuthKey: sdk.ClientAuthKey(e.ts.Owner.Token), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +89,7 @@ func TestAgentConnectionBrowserOnly(t *testing.T) {
 	if sdk.StatusCode(err) != http.StatusConflict || !errors.As(err, &apiErr) || apiErr.Message != browserOnlyMsg {
 		t.Fatalf("connection in browser-only mode: %v, want 409 %q", err, browserOnlyMsg)
 	}
-	_, err = tailnet.NewNode(ctx, tailnet.NodeOptions{Dir: t.TempDir(), ControlURL: e.ts.URL.String(), AuthKey: handlers.ClientAuthKey(e.ts.Owner.Token), Logger: testLogger(t)})
+	_, err = tailnet.NewNode(ctx, tailnet.NodeOptions{Dir: t.TempDir(), ControlURL: e.ts.URL.String(), AuthKey: sdk.ClientAuthKey(e.ts.Owner.Token), Logger: testLogger(t)})
 	if err == nil || !strings.Contains(err.Error(), browserOnlyMsg) {
 		t.Fatalf("client node registration in browser-only mode: %v", err)
 	}

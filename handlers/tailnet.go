@@ -17,23 +17,18 @@ import (
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
+	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
 	"github.com/gatewaydev/coder/tailnet"
 )
 
-// Tailnet auth keys name the kind of node before the secret, so that the
-// authenticator never has to guess.
+// Tailnet auth keys (sdk.AgentAuthKey and friends) name the kind of node
+// before the secret, so that the authenticator never has to guess.
 const (
-	authPrefixAgent  = "agent:"
-	authPrefixClient = "client:"
-	authPrefixServer = "server:"
+	authPrefixAgent  = sdk.AuthKeyPrefixAgent
+	authPrefixClient = sdk.AuthKeyPrefixClient
+	authPrefixServer = sdk.AuthKeyPrefixServer
 )
-
-// AgentAuthKey is the tailnet auth key of an agent with the given token.
-func AgentAuthKey(token string) string { return authPrefixAgent + token }
-
-// ClientAuthKey is the tailnet auth key of a CLI with the given API key.
-func ClientAuthKey(apiKey string) string { return authPrefixClient + apiKey }
 
 // TailnetOptions configure the coordination server inside the API.
 type TailnetOptions struct {

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 )
@@ -71,8 +70,8 @@ func resolveAgent(ctx context.Context, c *sdk.Client, target string) (sdk.Worksp
 
 // connectionInfo asks the server how to reach an agent; in browser-only
 // mode it returns an error wrapping tailnet.ErrBrowserOnly.
-func connectionInfo(ctx context.Context, c *sdk.Client, agentID string) (handlers.AgentConnection, error) {
-	var info handlers.AgentConnection
+func connectionInfo(ctx context.Context, c *sdk.Client, agentID string) (sdk.AgentConnection, error) {
+	var info sdk.AgentConnection
 	err := c.Request(ctx, http.MethodGet, "/api/v2/workspaceagents/"+url.PathEscape(agentID)+"/connection", nil, &info)
 	if isBrowserOnly(err) {
 		return info, tailnet.ErrBrowserOnly
@@ -84,7 +83,7 @@ func connectionInfo(ctx context.Context, c *sdk.Client, agentID string) (handler
 type agentConn struct {
 	node *tailnet.Node
 	addr netip.Addr
-	info handlers.AgentConnection
+	info sdk.AgentConnection
 }
 
 // agentOffline is the message for an agent that is not connected.
@@ -121,7 +120,7 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 	}
 	host, _ := os.Hostname()
 	node, err := tailnet.NewNode(ctx, tailnet.NodeOptions{
-		Hostname: "coder-cli-" + host, ControlURL: c.URL.String(), AuthKey: handlers.ClientAuthKey(c.Token), Logger: logger,
+		Hostname: "coder-cli-" + host, ControlURL: c.URL.String(), AuthKey: sdk.ClientAuthKey(c.Token), Logger: logger,
 	})
 	if err != nil {
 		if isBrowserOnly(err) {
