@@ -411,6 +411,7 @@ type session struct {
 	started bool
 	ptmx    *os.File
 	proc    *os.Process
+	pending []os.Signal // signals that arrived before proc was set
 }
 
 func (c *sshConn) session(nch ssh.NewChannel) {
@@ -589,11 +590,28 @@ func (s *session) signal(name string) bool {
 	}
 	s.mu.Lock()
 	p := s.proc
+	if p == nil && s.started {
+		// The process is starting: its output may already have reached
+		// the client, which may signal it at once. Deliver it on start.
+		s.pending = append(s.pending, sig)
+		s.mu.Unlock()
+		return true
+	}
 	s.mu.Unlock()
 	if p == nil {
 		return false
 	}
 	return p.Signal(sig) == nil
+}
+
+// setProcLocked records the session's process and delivers the signals
+// that arrived while it started.
+func (s *session) setProcLocked(p *os.Process) {
+	s.proc = p
+	for _, sig := range s.pending {
+		p.Signal(sig)
+	}
+	s.pending = nil
 }
 
 // loginShell is the user's shell: $SHELL, the passwd entry, or /bin/sh.
@@ -677,7 +695,8 @@ func (s *session) runPTY(c *exec.Cmd, cols, rows uint32) exitStatus {
 	}
 	defer ptmx.Close()
 	s.mu.Lock()
-	s.ptmx, s.proc = ptmx, c.Process
+	s.ptmx = ptmx
+	s.setProcLocked(c.Process)
 	// A window change may have arrived while the process started.
 	if s.cols != cols || s.rows != rows {
 		pty.Setsize(ptmx, &pty.Winsize{Cols: uint16(s.cols), Rows: uint16(s.rows)})
@@ -715,7 +734,7 @@ func (s *session) runPipes(c *exec.Cmd) exitStatus {
 		return exitStatus{code: 127}
 	}
 	s.mu.Lock()
-	s.proc = c.Process
+	s.setProcLocked(c.Process)
 	s.mu.Unlock()
 	go func() {
 		io.Copy(stdin, s.ch)

@@ -265,6 +265,11 @@ func (rc *relayConn) copyAgentToBrowser(ctx context.Context) {
 				rc.finish(closeGoingAway, "write failed", fmt.Errorf("write to browser: %w", err))
 				return
 			}
+		case FrameNewSession:
+			if err := rc.ws.WriteMessage(websocket.TextMessage, []byte(`{"session":"new"}`)); err != nil {
+				rc.finish(closeGoingAway, "write failed", fmt.Errorf("write to browser: %w", err))
+				return
+			}
 		case FrameExit:
 			msg := `{"exit_code":` + strconv.Itoa(f.ExitCode) + `}`
 			if err := rc.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {

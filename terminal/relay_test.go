@@ -204,6 +204,12 @@ func TestRelayCloseKeepsSession(t *testing.T) {
 	_, base2 := startRelay(t, dial, terminal.RelayOptions{})
 	b2 := terminaltest.DialBrowser(t, ptyURL(base2, id, shellCmd), terminaltest.BrowserOptions{})
 	b2.WaitText("\r\nbefore-9\r\n" + testPrompt)
+	// The first websocket started the session and was told so; the
+	// re-attach was not (the page says "new session" only when its old one
+	// is gone).
+	if n1, n2 := b.NewSessions(), b2.NewSessions(); n1 != 1 || n2 != 0 {
+		t.Errorf("new-session notices: first attach %d, re-attach %d; want 1 and 0", n1, n2)
+	}
 }
 
 // TestRelayFlowControl checks that a browser that stops acknowledging

@@ -302,6 +302,7 @@ func (s *Server) attach(h hello, log *slog.Logger) (*session, *attach, error) {
 	}
 	s.sessions[h.Reconnect] = sess
 	s.metrics.addSessions(1)
+	a.fresh = true
 	sess.mu.Lock()
 	sess.addLocked(a, 0, 0)
 	sess.mu.Unlock()

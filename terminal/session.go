@@ -63,6 +63,7 @@ type attach struct {
 	out    []byte // queued output, at most QueueBytes
 	spare  []byte // writeLoop's previous buffer, reused
 	resync bool   // out was dropped: send a fresh screen next
+	fresh  bool   // the attach started its session: say so before the screen
 	drops  int    // times out was dropped, for tests
 }
 
@@ -386,10 +387,15 @@ func (sess *session) writeLoop(c net.Conn, a *attach) {
 		}
 		out := a.out
 		a.out, a.spare = a.spare[:0], nil
+		fresh := a.fresh
+		a.fresh = false
 		exited, code := sess.exited, sess.exitCode
 		sess.mu.Unlock()
 
 		wbuf = wbuf[:0]
+		if fresh {
+			wbuf = appendFrame(wbuf, byte(FrameNewSession), nil)
+		}
 		if snap != nil {
 			wbuf = appendChunked(wbuf, byte(FrameScreen), byte(FrameOutput), snap)
 		}

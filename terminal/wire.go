@@ -29,6 +29,11 @@ const (
 	// FrameError reports that the session could not be started; [Frame.Data]
 	// holds a message. It is the last frame.
 	FrameError FrameKind = 'e'
+	// FrameNewSession comes before the first screen of an attach that
+	// started its session (no session existed under the reconnect id: the
+	// first attach, or one after the session ended or the agent restarted).
+	// It has no payload.
+	FrameNewSession FrameKind = 'n'
 )
 
 const (
@@ -228,7 +233,7 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	}
 	f := Frame{Kind: FrameKind(k), Data: p}
 	switch f.Kind {
-	case FrameScreen, FrameOutput, FrameError:
+	case FrameScreen, FrameOutput, FrameError, FrameNewSession:
 	case FrameExit:
 		if len(p) != 4 {
 			return Frame{}, fmt.Errorf("read frame: exit frame of %d bytes", len(p))

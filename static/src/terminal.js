@@ -228,6 +228,10 @@ function flushAck(c) {
   }
 }
 
+// hadSession: this page has shown a session, so a new one means the old
+// one is gone.
+let hadSession = false;
+
 function connect() {
   clearTimeout(retryTimer);
   clearInterval(countdownTimer);
@@ -257,12 +261,22 @@ function connect() {
         return;
       }
       if (typeof msg.exit_code === "number") c.exitCode = msg.exit_code;
+      // A new session where this page already had one: the old one ended
+      // while we were away (its process exited, it idled out, or the
+      // workspace agent restarted).
+      if (msg.session === "new" && hadSession) c.newSession = true;
       return;
     }
     if (!c.gotData) {
       c.gotData = true;
       attempt = 0; // the agent answered: reset the backoff
-      setStatus("connected", "connected");
+      if (c.newSession) {
+        setStatus("new session: the previous one ended (the workspace agent may have restarted)", "notice");
+        quietTimer = setTimeout(() => setStatus("connected", "connected"), 8000);
+      } else {
+        setStatus("connected", "connected");
+      }
+      hadSession = true;
     }
     const data = new Uint8Array(ev.data);
     c.writing++;

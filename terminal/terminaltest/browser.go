@@ -28,6 +28,7 @@ type Browser struct {
 	total     int    // binary bytes received
 	resets    int    // ESC c seen at the start of a message
 	exitCode  *int
+	newSess   int // {"session":"new"} notices received
 	closeCode int // 0 until the server closed
 	closeText string
 	err       error
@@ -101,11 +102,17 @@ func (b *Browser) read() {
 			b.unacked += len(p)
 		case typ == websocket.TextMessage:
 			var m struct {
-				ExitCode *int `json:"exit_code"`
+				ExitCode *int   `json:"exit_code"`
+				Session  string `json:"session"`
 			}
-			if json.Unmarshal(p, &m) == nil && m.ExitCode != nil {
+			switch {
+			case json.Unmarshal(p, &m) != nil:
+				b.err = fmt.Errorf("unexpected text message %q", p)
+			case m.ExitCode != nil:
 				b.exitCode = m.ExitCode
-			} else {
+			case m.Session == "new":
+				b.newSess++
+			default:
 				b.err = fmt.Errorf("unexpected text message %q", p)
 			}
 		}
@@ -251,4 +258,12 @@ func (b *Browser) WaitClosed() (exitCode *int, code int, reason string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.exitCode, b.closeCode, b.closeText
+}
+
+// NewSessions returns how many {"session":"new"} notices arrived: one when
+// this websocket started its session, none when it re-attached.
+func (b *Browser) NewSessions() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.newSess
 }
