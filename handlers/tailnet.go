@@ -229,7 +229,8 @@ func (a *API) StartServerNode(ctx context.Context, dir string) error {
 var errAgentUnreachable = &HTTPError{Code: http.StatusBadGateway, Msg: "The workspace agent is not reachable. Is the workspace running? Check the agent's status on the workspace page."}
 
 // DialAgent dials a TCP port of an agent over the tailnet, waiting up to
-// 15 s for the agent to appear in the server node's netmap.
+// 15 s for the agent to appear in the server node's netmap and answer a
+// disco ping (see tailnet.Node.AwaitReachable).
 func (a *API) DialAgent(ctx context.Context, agentID string, port uint16) (net.Conn, error) {
 	a.node.mu.Lock()
 	n := a.node.node
@@ -241,6 +242,9 @@ func (a *API) DialAgent(ctx context.Context, agentID string, port uint16) (net.C
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := n.WaitForPeer(wctx, addr); err != nil {
+		return nil, fmt.Errorf("dial agent %s: %w", agentID, err)
+	}
+	if err := n.AwaitReachable(wctx, addr); err != nil {
 		return nil, fmt.Errorf("dial agent %s: %w", agentID, err)
 	}
 	return n.Dial(ctx, addr, port)

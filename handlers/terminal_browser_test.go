@@ -363,6 +363,10 @@ func TestBrowserTerminal(t *testing.T) {
 
 	// The workspace page's Terminal button opens the terminal in a new tab.
 	p.do("open the workspace page", chromedp.Navigate(base+"/@owner/dev"), chromedp.WaitVisible(chromedp.CSS(`[data-agent=main] [data-testid=open-terminal]`)))
+	// Outside browser-only mode the page offers the SSH commands.
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("[data-agent=main] [data-testid=ssh-instructions] code").textContent`)); err != nil || got != "coder ssh dev" {
+		t.Fatalf("SSH instructions show %q (%v), want coder ssh dev", got, err)
+	}
 	newTab := chromedp.WaitNewTarget(ctx, func(i *target.Info) bool { return strings.Contains(i.URL, "/@owner/dev.main/terminal") })
 	p.do("click Terminal", chromedp.Click(chromedp.CSS(`[data-agent=main] [data-testid=open-terminal]`)))
 	var id target.ID

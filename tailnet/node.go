@@ -244,6 +244,26 @@ func (n *Node) Ping(ctx context.Context, addr netip.Addr) (PingResult, error) {
 	}, nil
 }
 
+// AwaitReachable waits until addr answers a disco ping, retrying every
+// 250 ms, or ctx ends. Call it before the first dial to a peer that may
+// have just joined: a WireGuard handshake that reaches a node which does
+// not know the sender yet is dropped, and WireGuard sends the next one only
+// 5 s later. Disco pings need no handshake and are answered only once both
+// sides know each other, so the handshake that follows succeeds at once.
+func (n *Node) AwaitReachable(ctx context.Context, addr netip.Addr) error {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		_, err := n.Ping(pctx, addr)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("await %s: %w", addr, err)
+		}
+	}
+}
+
 // Peer is a peer in the node's network map.
 type Peer struct {
 	Addr     netip.Addr

@@ -130,7 +130,11 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := node.WaitForPeer(wctx, addr); err != nil {
+	err = node.WaitForPeer(wctx, addr)
+	if err == nil {
+		err = node.AwaitReachable(wctx, addr)
+	}
+	if err != nil {
 		node.Close()
 		if ctx.Err() != nil {
 			return nil, ws, ctx.Err()
