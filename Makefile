@@ -52,8 +52,15 @@ lint:
 test: build check-generated lint
 	CODER_TEST_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 12m ./...
 
+# fuzz runs every fuzzer of user input for FUZZTIME each.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./sdk -run '^$$' -fuzz FuzzParseTemplate -fuzztime 30s
+	$(GO) test ./sdk -run '^$$' -fuzz FuzzParseTemplate -fuzztime $(FUZZTIME)
+	$(GO) test ./handlers -run '^$$' -fuzz FuzzAppPath -fuzztime $(FUZZTIME)
+	$(GO) test ./terminal -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME)
+	$(GO) test ./terminal/vt -run '^$$' -fuzz FuzzTerminal -fuzztime $(FUZZTIME)
+	$(GO) test ./tailnet -run '^$$' -fuzz FuzzParseDERPMap -fuzztime $(FUZZTIME)
+	$(GO) test ./tailnet -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME)
 
 bench: build
 	./bench/run.sh

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"tailscale.com/tailcfg"
 
+	"github.com/gatewaydev/coder/apps"
+	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/static"
 	"github.com/gatewaydev/coder/store"
 	"github.com/gatewaydev/coder/tailnet"
@@ -74,6 +76,7 @@ type API struct {
 	derpMap      *tailcfg.DERPMap
 	node         serverNode
 	relay        *terminal.Relay
+	apps         *apps.Proxy
 	net          netStatus
 	replicaID    string
 	serverSecret string
@@ -139,6 +142,8 @@ func New(opts Options) (*API, error) {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(termMetrics)
 	}
+	a.apps = apps.NewProxy(apps.Options{Logger: a.logger.With("component", "apps"),
+		StripCookies: []string{a.sessions.Cookie.Name}, StripHeaders: []string{sdk.SessionTokenHeader}})
 	a.relay = terminal.NewRelay(terminal.RelayOptions{Logger: a.logger.With("component", "terminal_relay"), Metrics: termMetrics})
 	a.routes()
 	a.wg.Add(1)

@@ -70,5 +70,8 @@ func (a *API) agentRoute(p atPath, r *http.Request) http.HandlerFunc {
 	case p.Rest == "terminal" && r.Method == http.MethodGet:
 		return a.withUser(a.serveTerminalPage)
 	}
+	if slug, ok := appSlug(p.Rest); ok {
+		return a.handle(a.serveApp(p, slug))
+	}
 	return nil
 }

@@ -11,12 +11,13 @@ import (
 
 // TestBrowserOnlyWebTerminal: in browser-only mode the CLI tunnels are
 // refused (cmd/coder's TestBrowserOnly), while in Chromium the workspace
-// page offers no SSH instructions and the web terminal still works, through
-// the server's own tailnet node.
+// page offers no SSH instructions, and the web terminal and a web app still
+// work, through the server's own tailnet node.
 func TestBrowserOnlyWebTerminal(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true; o.browserOnly = true })
-	ts.pushTemplate(t, "base", testTemplate)
+	app := newAppBackend(t)
+	ts.pushTemplate(t, "base", appTemplate(app.port))
 	w := createWorkspace(t, ts.Owner, "dev", "base")
 	startAgentIn(t, ts, w.Agents[0].Token, t.TempDir(), nil)
 	base := ts.URL.String()
@@ -34,4 +35,9 @@ func TestBrowserOnlyWebTerminal(t *testing.T) {
 	p.status("connected")
 	p.input("echo browser-only-$((6*7))\r")
 	p.waitLine("browser-only-42")
+
+	p.do("open a web app", chromedp.Navigate(base+"/@owner/dev.main/apps/mine/"), chromedp.WaitVisible(chromedp.CSS(`#app`)))
+	if got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#app`))); err != nil || got != "hello from the app at /" {
+		t.Fatalf("web app in browser-only mode shows %q (%v)", got, err)
+	}
 }

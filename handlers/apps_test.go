@@ -1,0 +1,109 @@
+package handlers_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// appBackend is an app on the agent's localhost that records the cookies
+// it receives.
+type appBackend struct {
+	port    int
+	mu      sync.Mutex
+	cookies []string
+}
+
+func newAppBackend(t *testing.T) *appBackend {
+	b := &appBackend{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.cookies = append(b.cookies, r.Header.Get("Cookie"))
+		b.mu.Unlock()
+		fmt.Fprintf(w, "<html><body><h1 id=app>hello from the app at %s</h1></body></html>", r.URL.Path)
+	}))
+	t.Cleanup(srv.Close)
+	b.port = srv.Listener.Addr().(*net.TCPAddr).Port
+	return b
+}
+
+func appTemplate(port int) string {
+	return fmt.Sprintf(`provisioner: manual
+agents:
+  - name: main
+    apps:
+      - {slug: mine, url: "http://localhost:%[1]d", share: owner}
+      - {slug: team, url: "http://localhost:%[1]d", share: authenticated}
+      - {slug: open, url: "http://localhost:%[1]d", share: public}
+`, port)
+}
+
+// TestPathApps proxies path-based apps through the server's tailnet node to
+// a real agent, which forwards to the app on its localhost; access follows
+// each app's share level, and the dashboard cookie never reaches the app.
+func TestPathApps(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true })
+	app := newAppBackend(t)
+	ts.pushTemplate(t, "apps", appTemplate(app.port))
+	w := createWorkspace(t, ts.Owner, "dev", "apps")
+	startAgentIn(t, ts, w.Agents[0].Token, t.TempDir(), nil)
+	ts.member(t, "bob")
+
+	owner := loggedIn(t, ts, "owner", "owner-password")
+	bob := loggedIn(t, ts, "bob", "bob-password")
+	anon := newBrowser(t, ts.URL)
+	get := func(b *browser, path string) (int, string) {
+		t.Helper()
+		resp := b.do("GET", path, nil, nil)
+		return resp.StatusCode, readBody(t, resp)
+	}
+	base := "/@owner/dev.main/apps/"
+	// The agent may take a moment to join the tailnet.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get(owner, base+"mine/x")
+		if code == http.StatusOK {
+			if !strings.Contains(body, "hello from the app at /x") {
+				t.Fatalf("owner's app: %q", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("owner's app never answered: %d %q", code, body)
+		}
+	}
+	for _, tc := range []struct {
+		who  string
+		b    *browser
+		slug string
+		want int
+	}{
+		{"owner", owner, "team", 200}, {"owner", owner, "open", 200},
+		{"bob", bob, "mine", 404}, {"bob", bob, "team", 200}, {"bob", bob, "open", 200},
+		{"anonymous", anon, "mine", 303}, {"anonymous", anon, "team", 303}, {"anonymous", anon, "open", 200},
+		{"owner", owner, "nope", 404},
+	} {
+		if code, body := get(tc.b, base+tc.slug+"/"); code != tc.want {
+			t.Errorf("%s opening %s: status %d, want %d (%q)", tc.who, tc.slug, code, tc.want, body)
+		}
+	}
+	if code, _ := get(owner, base+"mine"); code != http.StatusSeeOther {
+		t.Errorf("app without trailing slash: %d, want a redirect", code)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	for _, c := range app.cookies {
+		if strings.Contains(c, "coder_session") {
+			t.Fatalf("the dashboard cookie reached the app: %q", c)
+		}
+	}
+	if len(app.cookies) < 5 {
+		t.Fatalf("the app saw %d requests", len(app.cookies))
+	}
+}
