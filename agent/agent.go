@@ -41,6 +41,9 @@ type Options struct {
 	TerminalIdleTimeout time.Duration
 	// TerminalMetrics, if not nil, records terminal sessions.
 	TerminalMetrics *terminal.Metrics
+	// TCPBufferMax caps each tailnet TCP connection's buffers
+	// (tailnet.NodeOptions.TCPBufferMax); zero keeps tailscale's.
+	TCPBufferMax int
 	// NoTailnet keeps the agent off the tailnet (tests of the control
 	// connection alone).
 	NoTailnet bool

@@ -91,6 +91,7 @@ func (a *Agent) newNode(ctx context.Context, dir string) (*tailnet.Node, error) 
 	return tailnet.NewNode(ctx, tailnet.NodeOptions{
 		Dir: dir, Hostname: host, ControlURL: a.opts.URL.String(),
 		AuthKey: sdk.AgentAuthKey(a.opts.Token), Logger: a.logger.With("component", "agent_node"),
+		TCPBufferMax: a.opts.TCPBufferMax,
 	})
 }
 

@@ -47,6 +47,9 @@ type TailnetOptions struct {
 	// ForceWebsockets tells agents and CLIs (through the build info) to
 	// reach DERP over websockets.
 	ForceWebsockets bool
+	// TCPBufferMax caps each TCP connection's buffers on the server's own
+	// node (tailnet.NodeOptions.TCPBufferMax); zero keeps tailscale's.
+	TCPBufferMax int
 }
 
 // tailnetKeys loads the control and DERP private keys from the database,
@@ -213,7 +216,7 @@ func (a *API) StartServerNode(ctx context.Context, dir string) error {
 	n, err := tailnet.NewNode(ctx, tailnet.NodeOptions{
 		Dir: dir, Hostname: "coder-server", ControlURL: a.opts.AccessURL.String(),
 		AuthKey: authPrefixServer + a.replicaID + ":" + a.serverSecret,
-		Logger:  a.logger.With("component", "server_node"),
+		Logger:  a.logger.With("component", "server_node"), TCPBufferMax: a.opts.Tailnet.TCPBufferMax,
 	})
 	if err != nil {
 		return fmt.Errorf("start the server's tailnet node: %w", err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"tailscale.com/wgengine/netstack"
 	"time"
 
 	"tailscale.com/client/local"
@@ -93,7 +96,16 @@ type NodeOptions struct {
 	Persistent bool
 	// Logger receives tsnet's logs at Debug. Nil discards them.
 	Logger *slog.Logger
+	// TCPBufferMax caps the receive and send buffers of each TCP
+	// connection of the node's userspace network stack, in bytes: the
+	// memory budget of a connection at full speed. Zero keeps tailscale's
+	// defaults (up to 8 MiB receive and 6 MiB send per connection).
+	TCPBufferMax int
 }
+
+// minTCPBuffer is the smallest TCPBufferMax that still moves data well on a
+// LAN.
+const minTCPBuffer = 64 << 10
 
 // Node is a tsnet node on the tailnet: an agent, the server's in-process
 // node, a CLI client or a proxy. Its state lives in memory.
@@ -159,7 +171,31 @@ func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("tailnet: new node: %w", err)
 	}
+	if o.TCPBufferMax > 0 {
+		if err := n.capTCPBuffers(max(o.TCPBufferMax, minTCPBuffer)); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("tailnet: new node: %w", err)
+		}
+	}
 	return n, nil
+}
+
+// capTCPBuffers sets the range of the userspace stack's TCP buffers, so
+// that a fast stream holds at most max bytes each way (tailscale's
+// auto-tuning grows them up to 8 MiB otherwise).
+func (n *Node) capTCPBuffers(max int) error {
+	impl, ok := n.ts.Sys().Netstack.Get().(*netstack.Impl)
+	if !ok {
+		return errors.New("cap tcp buffers: the node has no userspace network stack")
+	}
+	def := min(max, 128<<10)
+	if err := impl.SetTransportProtocolOption(tcp.ProtocolNumber, &tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: def, Max: max}); err != nil {
+		return fmt.Errorf("cap tcp receive buffers: %v", err)
+	}
+	if err := impl.SetTransportProtocolOption(tcp.ProtocolNumber, &tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: def, Max: max}); err != nil {
+		return fmt.Errorf("cap tcp send buffers: %v", err)
+	}
+	return nil
 }
 
 // Addr returns the node's tailnet address.

@@ -15,6 +15,7 @@ type agentOptions struct {
 	Directory   stringValue
 	Verbose     boolValue
 	IdleTimeout durationValue
+	TCPBuffer   sizeValue
 }
 
 func newAgentCmd() *cobra.Command {
@@ -26,6 +27,8 @@ func newAgentCmd() *cobra.Command {
 		{Flag: "verbose", Short: "v", Env: "CODER_AGENT_VERBOSE", Value: &o.Verbose, Description: "Log debug messages."},
 		{Flag: "terminal-idle-timeout", Env: "CODER_AGENT_TERMINAL_IDLE_TIMEOUT", Default: "5m", Value: &o.IdleTimeout,
 			Description: "End a web terminal session after this long with nobody attached."},
+		{Flag: "tailnet-tcp-buffer", Env: "CODER_AGENT_TAILNET_TCP_BUFFER", Default: "2MiB", Value: &o.TCPBuffer,
+			Description: "Memory budget of each tailnet TCP connection (its receive and send buffers each; 0 keeps tailscale's 8 MiB)."},
 	}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -47,7 +50,7 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			a, err := agent.New(agent.Options{URL: o.URL.u, Token: string(o.Token), Logger: logger, Version: version, Directory: string(o.Directory),
-				TerminalIdleTimeout: time.Duration(o.IdleTimeout)})
+				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer)})
 			if err != nil {
 				return err
 			}

@@ -154,6 +154,40 @@ func (i *intValue) Set(v string) error {
 func (i *intValue) String() string { return fmt.Sprint(int(*i)) }
 func (i *intValue) Type() string   { return "int" }
 
+// sizeValue is a byte size: a number with an optional KiB, MiB or GiB.
+type sizeValue int
+
+func (v *sizeValue) Set(s string) error {
+	t := strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		n      int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.n
+			break
+		}
+	}
+	var n int
+	if _, err := fmt.Sscan(t, &n); err != nil || fmt.Sprint(n) != t || n < 0 {
+		return fmt.Errorf("must be a size like 512KiB or 4MiB")
+	}
+	*v = sizeValue(n * mult)
+	return nil
+}
+func (v *sizeValue) String() string {
+	switch n := int(*v); {
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	default:
+		return fmt.Sprint(n)
+	}
+}
+func (v *sizeValue) Type() string { return "size" }
+
 // urlValue accepts an empty string or an absolute http(s) URL.
 type urlValue struct{ u *url.URL }
 

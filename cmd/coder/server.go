@@ -50,6 +50,7 @@ type serverOptions struct {
 	DERPConfigPath          stringValue
 	DERPForceWebsockets     boolValue
 	BlockDirect             boolValue
+	TailnetTCPBuffer        sizeValue
 }
 
 func (o *serverOptions) table() optionSet {
@@ -98,6 +99,8 @@ func (o *serverOptions) table() optionSet {
 			Description: "Make clients reach DERP over websockets (for proxies that break the DERP upgrade)."},
 		{Flag: "block-direct-connections", Env: "CODER_BLOCK_DIRECT", Value: &o.BlockDirect,
 			Description: "Relay every connection through DERP, even where a direct one would work."},
+		{Flag: "tailnet-tcp-buffer", Env: "CODER_TAILNET_TCP_BUFFER", Default: "2MiB", Value: &o.TailnetTCPBuffer,
+			Description: "Memory budget of each tailnet TCP connection of the server's own node (its receive and send buffers each; 0 keeps tailscale's 8 MiB)."},
 	}
 }
 
@@ -278,6 +281,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 			BlockDirect:     bool(o.BlockDirect),
 			STUNAddrs:       o.stunAddrs(),
 			ForceWebsockets: bool(o.DERPForceWebsockets),
+			TCPBufferMax:    int(o.TailnetTCPBuffer),
 		},
 	})
 	if err != nil {
