@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatewaydev/coder/agent"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"github.com/gatewaydev/coder/sdk"
 )
 
@@ -255,7 +256,7 @@ func TestAgentStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "agent connected", func() bool { return status() == "connected/running" })
+	testutil.Eventually(t, 10*time.Second, "agent connected", func() bool { return status() == "connected/running" })
 	got, _ := ts.Owner.Workspace(testContext(t), "ws")
 	if ag := got.Agents[0]; ag.Version != "v-agent" || ag.OS == "" || ag.Arch == "" || ag.LastConnected == nil {
 		t.Fatalf("agent report = %+v", ag)
@@ -264,7 +265,7 @@ func TestAgentStatus(t *testing.T) {
 		t.Fatalf("manifest = %+v", m)
 	}
 	a.Close()
-	eventually(t, 5*time.Second, "agent disconnected", func() bool { return status() == "disconnected/starting" })
+	testutil.Eventually(t, 5*time.Second, "agent disconnected", func() bool { return status() == "disconnected/starting" })
 }
 
 func TestCrossSiteFormRefused(t *testing.T) {

@@ -249,18 +249,3 @@ func (h *tLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &tLogHandler{t: h.t, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
 }
 func (h *tLogHandler) WithGroup(string) slog.Handler { return h }
-
-// eventually polls cond every 25 ms until it returns true or the deadline
-// passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}

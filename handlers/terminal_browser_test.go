@@ -1,19 +1,16 @@
 package handlers_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,7 +424,7 @@ func TestBrowserTerminalServerRestart(t *testing.T) {
 	bin := testutil.CoderBinary(t)
 	cfgDir := t.TempDir()
 	pgURL := storetest.URL(t)
-	srv := startCoderServer(t, bin, cfgDir, pgURL, "127.0.0.1:0")
+	srv := testutil.StartServer(t, []string{"CODER_PG_CONNECTION_URL=" + pgURL}, "--config-dir", cfgDir)
 	base := srv.URL
 	u, _ := url.Parse(base)
 
@@ -451,7 +448,7 @@ func TestBrowserTerminalServerRestart(t *testing.T) {
 	dir := t.TempDir()
 	writeNotes(t, dir)
 	startAgentProcess(t, bin, base, w.Agents[0].Token, dir)
-	eventually(t, 30*time.Second, "the agent to connect", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the agent to connect", func() bool {
 		got, err := owner.Workspace(testContext(t), "dev")
 		return err == nil && got.Agents[0].Status == sdk.AgentConnected
 	})
@@ -465,10 +462,10 @@ func TestBrowserTerminalServerRestart(t *testing.T) {
 	p.waitLine("42-before-restart")
 	before := p.openVim("notes.txt")
 
-	srv.stop()
+	srv.Stop()
 	p.waitFor("the page to notice the server went away", jsStatus, func(s string) bool { return strings.HasPrefix(s, "reconnecting in") })
 	p.wipe()
-	startCoderServer(t, bin, cfgDir, pgURL, u.Host)
+	testutil.StartServer(t, []string{"CODER_PG_CONNECTION_URL=" + pgURL}, "--config-dir", cfgDir, "--http-address", u.Host)
 	// The agent's tailnet node re-registers with the new server by itself;
 	// that takes seconds (DialAgent waits up to 15 s, the page backs off).
 	p.wait = 90 * time.Second
@@ -482,96 +479,13 @@ func TestBrowserTerminalServerRestart(t *testing.T) {
 	p.waitLine("1-saved")
 }
 
-// coderServer is a `coder server` process.
-type coderServer struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	URL  string
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-var dashboardLine = regexp.MustCompile(`Dashboard:\s+(\S+)`)
-
-// startCoderServer runs `coder server` on addr with its config in cfgDir
-// and the database at pgURL, and waits for its banner. Cleanup stops it.
-func startCoderServer(t *testing.T, bin, cfgDir, pgURL, addr string) *coderServer {
-	t.Helper()
-	s := &coderServer{t: t, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "server", "--http-address", addr, "--derp-server-stun-addresses", "127.0.0.1:0", "--config-dir", cfgDir)
-	s.cmd.Env = append(envWithoutCoder(), "CODER_PG_CONNECTION_URL="+pgURL)
-	pr, pw := io.Pipe()
-	s.cmd.Stdout, s.cmd.Stderr = pw, pw
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	urlCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.out.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if m := dashboardLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case urlCh <- m[1]:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		s.cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("server output:\n%s", s.out.String())
-			s.mu.Unlock()
-		}
-	})
-	select {
-	case s.URL = <-urlCh:
-	case <-s.done:
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		t.Fatalf("coder server exited before it was ready:\n%s", s.out.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("coder server not ready after 60 s")
-	}
-	return s
-}
-
-// stop sends SIGINT and waits for the process to exit.
-func (s *coderServer) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-		s.t.Errorf("coder server did not stop within 30 s of SIGINT")
-	}
-}
-
 // startAgentProcess runs `coder agent` in dir, as a user of a manual
 // template would. Cleanup stops it.
 func startAgentProcess(t *testing.T, bin, serverURL, token, dir string) {
 	t.Helper()
 	cmd := exec.Command(bin, "agent")
 	cmd.Dir = dir
-	cmd.Env = append(envWithoutCoder(), "CODER_AGENT_URL="+serverURL, "CODER_AGENT_TOKEN="+token)
+	cmd.Env = append(testutil.CleanEnv(), "CODER_AGENT_URL="+serverURL, "CODER_AGENT_TOKEN="+token)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -628,16 +542,4 @@ func logBrowserEvents(t *testing.T) func(ev any) {
 			t.Errorf("browser exception: %s", ev.ExceptionDetails.Text)
 		}
 	}
-}
-
-// envWithoutCoder is the environment without the caller's CODER_*
-// variables.
-func envWithoutCoder() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CODER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }

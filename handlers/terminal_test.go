@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatewaydev/coder/agent"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/terminal"
 	"github.com/gatewaydev/coder/terminal/terminaltest"
@@ -67,7 +68,7 @@ func startAgentIn(t *testing.T, ts *testServer, token, dir string, m *terminal.M
 
 func (e *termEnv) waitAgent(t *testing.T, workspace, status string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "agent of "+workspace+" "+status, func() bool {
+	testutil.Eventually(t, 30*time.Second, "agent of "+workspace+" "+status, func() bool {
 		w, err := e.ts.Owner.Workspace(testContext(t), workspace)
 		return err == nil && w.Agents[0].Status == status
 	})
@@ -189,7 +190,7 @@ func TestTerminalThroughTailnet(t *testing.T) {
 	// starts from its screen; both see new output.
 	b2 := e.attach(t, strings.ToUpper(id), nil)
 	b2.WaitText("42-pty")
-	eventually(t, 10*time.Second, "two terminals and attaches", func() bool {
+	testutil.Eventually(t, 10*time.Second, "two terminals and attaches", func() bool {
 		return metric(t, reg, "coder_terminal_open", nil) == 2 && metric(t, e.agentReg, "coder_terminal_attaches", nil) == 2
 	})
 	b2.Type("echo $((7*7))-both\r")
@@ -200,7 +201,7 @@ func TestTerminalThroughTailnet(t *testing.T) {
 	// attached; a new attach finds the screen.
 	b.Close()
 	b2.Close()
-	eventually(t, 10*time.Second, "terminals closed", func() bool {
+	testutil.Eventually(t, 10*time.Second, "terminals closed", func() bool {
 		return metric(t, reg, "coder_terminal_open", nil) == 0 && metric(t, e.agentReg, "coder_terminal_attaches", nil) == 0
 	})
 	if got := metric(t, e.agentReg, "coder_terminal_sessions", nil); got != 1 {
@@ -215,7 +216,7 @@ func TestTerminalThroughTailnet(t *testing.T) {
 	if code == nil || *code != 7 || closeCode != websocket.CloseNormalClosure {
 		t.Fatalf("after exit 7: exit code %v, close %d; want 7 and 1000", code, closeCode)
 	}
-	eventually(t, 10*time.Second, "session gone", func() bool { return metric(t, e.agentReg, "coder_terminal_sessions", nil) == 0 })
+	testutil.Eventually(t, 10*time.Second, "session gone", func() bool { return metric(t, e.agentReg, "coder_terminal_sessions", nil) == 0 })
 }
 
 // TestTerminalBadInput sends each kind of bad input of issue 6 next to a

@@ -1,19 +1,15 @@
 package main_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,100 +18,6 @@ import (
 	"github.com/gatewaydev/coder/store/storetest"
 )
 
-// server is a `coder server` process.
-type server struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	URL    string
-	mu     sync.Mutex
-	output bytes.Buffer
-	done   chan struct{}
-}
-
-var dashboardRE = regexp.MustCompile(`Dashboard:\s+(\S+)`)
-
-// startServer runs `coder server` with args and waits for its banner.
-func startServer(t *testing.T, env []string, args ...string) *server {
-	t.Helper()
-	s := &server{t: t, done: make(chan struct{})}
-	s.cmd = exec.Command(testutil.CoderBinary(t), append([]string{"server", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0"}, args...)...)
-	s.cmd.Env = append(cleanEnv(), env...)
-	pr, pw := io.Pipe()
-	s.cmd.Stdout, s.cmd.Stderr = pw, pw
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	urlCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.output.WriteString(line + "\n")
-			s.mu.Unlock()
-			if m := dashboardRE.FindStringSubmatch(line); m != nil {
-				urlCh <- m[1]
-			}
-		}
-	}()
-	go func() {
-		s.cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("server output:\n%s", s.logs())
-		}
-	})
-	select {
-	case s.URL = <-urlCh:
-	case <-s.done:
-		t.Fatalf("server exited before it was ready:\n%s", s.logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("server not ready after 60 s:\n%s", s.logs())
-	}
-	return s
-}
-
-func (s *server) logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.output.String()
-}
-
-// stop sends SIGINT (Ctrl+C) and waits for a clean exit.
-func (s *server) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-		s.t.Errorf("server did not stop within 30 s of Ctrl+C")
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		s.t.Errorf("server exited with %d after Ctrl+C", code)
-	}
-}
-
-// cleanEnv is the environment without any CODER_* variable of the caller.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CODER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 // coder runs the CLI with its own config dir and returns stdout, stderr
 // and the exit code.
 func coder(t *testing.T, cfg, stdin string, args ...string) (string, string, int) {
@@ -123,7 +25,7 @@ func coder(t *testing.T, cfg, stdin string, args ...string) (string, string, int
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testutil.CoderBinary(t), args...)
-	cmd.Env = append(cleanEnv(), "CODER_CONFIG_DIR="+cfg)
+	cmd.Env = append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+cfg)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -156,19 +58,6 @@ func mustCoder(t *testing.T, cfg string, args ...string) string {
 	return out
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 func listWorkspaces(t *testing.T, cfg string) []sdk.Workspace {
 	t.Helper()
 	var ws []sdk.Workspace
@@ -185,11 +74,11 @@ func TestServerBuiltinPostgres(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cli")
-	srv := startServer(t, nil, "--config-dir", filepath.Join(dir, "server"))
+	srv := testutil.StartServer(t, nil, "--config-dir", filepath.Join(dir, "server"))
 
 	// A second server on the same config dir refuses to start.
 	second := exec.Command(testutil.CoderBinary(t), "server", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0", "--config-dir", filepath.Join(dir, "server"))
-	second.Env = cleanEnv()
+	second.Env = testutil.CleanEnv()
 	out, err := second.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "already") {
 		t.Fatalf("second server on the same config dir: err %v, output:\n%s", err, out)
@@ -214,7 +103,7 @@ func TestServerBuiltinPostgres(t *testing.T) {
 		t.Fatalf("second push: %q", out)
 	}
 	mustCoder(t, cfg, "create", "dev", "-t", "default")
-	eventually(t, 30*time.Second, "the local agent to connect", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the local agent to connect", func() bool {
 		ws := listWorkspaces(t, cfg)
 		return len(ws) == 1 && ws[0].Status == "running" && ws[0].Agents[0].Status == sdk.AgentConnected
 	})
@@ -225,26 +114,26 @@ func TestServerBuiltinPostgres(t *testing.T) {
 
 	// Stop and start: the agent goes away and comes back.
 	mustCoder(t, cfg, "stop", "dev")
-	eventually(t, 15*time.Second, "the agent to disconnect", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the agent to disconnect", func() bool {
 		return listWorkspaces(t, cfg)[0].Agents[0].Status == sdk.AgentDisconnected
 	})
 	mustCoder(t, cfg, "start", "dev")
-	eventually(t, 30*time.Second, "the agent to reconnect", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the agent to reconnect", func() bool {
 		return listWorkspaces(t, cfg)[0].Agents[0].Status == sdk.AgentConnected
 	})
 
 	// Ctrl+C stops the server and its agents; a restart finds the same
 	// users and workspaces, and starts the agent again.
-	srv.stop()
+	srv.Stop()
 	if pids := agentPIDs(t, dir); len(pids) > 0 {
 		t.Fatalf("agents still running after the server stopped: %v", pids)
 	}
-	srv2 := startServer(t, nil, "--config-dir", filepath.Join(dir, "server"))
+	srv2 := testutil.StartServer(t, nil, "--config-dir", filepath.Join(dir, "server"))
 	if out := mustCoder(t, cfg, "whoami", "--url", srv2.URL); !strings.Contains(out, "admin") {
 		t.Fatalf("whoami after restart: %q", out)
 	}
 	mustCoder(t, cfg, "login", srv2.URL, "--username", "admin", "--password", "admin-password")
-	eventually(t, 30*time.Second, "the agent to reconnect after a restart", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the agent to reconnect after a restart", func() bool {
 		ws := listWorkspaces(t, cfg)
 		return len(ws) == 1 && ws[0].Name == "dev" && ws[0].Agents[0].Status == sdk.AgentConnected
 	})
@@ -279,9 +168,9 @@ func TestServerExternalPostgres(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cli")
-	srv := startServer(t, []string{"CODER_PG_CONNECTION_URL=" + storetest.URL(t)}, "--config-dir", filepath.Join(dir, "server"))
-	if strings.Contains(srv.logs(), "built-in") {
-		t.Fatalf("external database, but the server started the built-in one:\n%s", srv.logs())
+	srv := testutil.StartServer(t, []string{"CODER_PG_CONNECTION_URL=" + storetest.URL(t)}, "--config-dir", filepath.Join(dir, "server"))
+	if strings.Contains(srv.Logs(), "built-in") {
+		t.Fatalf("external database, but the server started the built-in one:\n%s", srv.Logs())
 	}
 	mustCoder(t, cfg, "login", srv.URL, "--first-user-username", "admin", "--first-user-password", "admin-password")
 
@@ -350,7 +239,7 @@ func TestFlagErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(testutil.CoderBinary(t), tc.args...)
-			cmd.Env = append(cleanEnv(), tc.env...)
+			cmd.Env = append(testutil.CleanEnv(), tc.env...)
 			cmd.Env = append(cmd.Env, "CODER_CONFIG_DIR="+t.TempDir())
 			out, err := cmd.CombinedOutput()
 			if err == nil {

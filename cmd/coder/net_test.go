@@ -10,21 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaydev/coder/internal/testutil"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store/storetest"
 )
 
 // startWorkspace runs a server (with extra flags) on a fresh database,
 // logs in, and creates a workspace "dev" whose local agent is connected.
-func startWorkspace(t *testing.T, flags ...string) (*server, string) {
+func startWorkspace(t *testing.T, flags ...string) (*testutil.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cli")
-	srv := startServer(t, []string{"CODER_PG_CONNECTION_URL=" + storetest.URL(t)}, append([]string{"--config-dir", filepath.Join(dir, "server")}, flags...)...)
+	srv := testutil.StartServer(t, []string{"CODER_PG_CONNECTION_URL=" + storetest.URL(t)}, append([]string{"--config-dir", filepath.Join(dir, "server")}, flags...)...)
 	mustCoder(t, cfg, "login", srv.URL, "--first-user-username", "admin", "--first-user-password", "admin-password")
 	mustCoder(t, cfg, "templates", "push", "default", "-f", filepath.Join("..", "..", "templates", "default.yaml"))
 	mustCoder(t, cfg, "create", "dev", "-t", "default")
-	eventually(t, 30*time.Second, "the local agent to connect", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the local agent to connect", func() bool {
 		ws := listWorkspaces(t, cfg)
 		return len(ws) == 1 && ws[0].Agents[0].Status == sdk.AgentConnected
 	})
@@ -84,9 +85,9 @@ func TestPrometheus(t *testing.T) {
 	t.Parallel()
 	srv, cfg := startWorkspace(t, "--prometheus-enable", "--prometheus-address", "127.0.0.1:0")
 	mustCoder(t, cfg, "list")
-	m := regexp.MustCompile(`serving prometheus metrics.* address=(\S+)`).FindStringSubmatch(srv.logs())
+	m := regexp.MustCompile(`serving prometheus metrics.* address=(\S+)`).FindStringSubmatch(srv.Logs())
 	if m == nil {
-		t.Fatalf("no prometheus address in the logs:\n%s", srv.logs())
+		t.Fatalf("no prometheus address in the logs:\n%s", srv.Logs())
 	}
 	resp, err := http.Get("http://" + m[1] + "/metrics")
 	if err != nil {
@@ -133,7 +134,7 @@ func TestPingForceWebsockets(t *testing.T) {
 	if !strings.Contains(out, "pong from dev.main proxied via DERP(coder)") {
 		t.Fatalf("ping over websocket DERP:\n%s", out)
 	}
-	if !strings.Contains(srv.logs(), "connecting websocket to http://") {
-		t.Fatalf("the server's node did not reach DERP over websockets:\n%s", srv.logs())
+	if !strings.Contains(srv.Logs(), "connecting websocket to http://") {
+		t.Fatalf("the server's node did not reach DERP over websockets:\n%s", srv.Logs())
 	}
 }

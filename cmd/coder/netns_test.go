@@ -97,7 +97,7 @@ func TestAcrossHosts(t *testing.T) {
 	// The server, on the built-in PostgreSQL, in its own namespace.
 	srvCmd := exec.Command("ip", "netns", "exec", ns.name("srv"), bin, "server",
 		"--http-address", addr["srv"]+":3000", "--access-url", url, "--config-dir", filepath.Join(dir, "server"))
-	srvCmd.Env = cleanEnv()
+	srvCmd.Env = testutil.CleanEnv()
 	var srvOut bytes.Buffer
 	srvCmd.Stdout, srvCmd.Stderr = &srvOut, &srvOut
 	if err := srvCmd.Start(); err != nil {
@@ -115,7 +115,7 @@ func TestAcrossHosts(t *testing.T) {
 	inNS := func(host string, args ...string) (string, string, int) {
 		return coderIn(t, cfg, ns.name(host), args...)
 	}
-	eventually(t, 60*time.Second, "the server to answer", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the server to answer", func() bool {
 		_, _, code := inNS("cli", "login", url, "--first-user-username", "admin", "--first-user-password", "admin-password")
 		return code == 0
 	})
@@ -138,7 +138,7 @@ func TestAcrossHosts(t *testing.T) {
 	// The agent, started by hand in its namespace.
 	ctx, cancel := context.WithCancel(context.Background())
 	agentCmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name("agt"), bin, "agent")
-	agentCmd.Env = append(cleanEnv(), "CODER_AGENT_URL="+url, "CODER_AGENT_TOKEN="+w.Agents[0].Token)
+	agentCmd.Env = append(testutil.CleanEnv(), "CODER_AGENT_URL="+url, "CODER_AGENT_TOKEN="+w.Agents[0].Token)
 	agentCmd.Dir = dir
 	var agentOut bytes.Buffer
 	agentCmd.Stdout, agentCmd.Stderr = &agentOut, &agentOut
@@ -152,7 +152,7 @@ func TestAcrossHosts(t *testing.T) {
 			t.Logf("agent output:\n%s", agentOut.String())
 		}
 	})
-	eventually(t, 30*time.Second, "the agent to connect", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the agent to connect", func() bool {
 		var ws sdk.Workspace
 		out, _, code := inNS("cli", "list", "-o", "json")
 		var list []sdk.Workspace
@@ -211,7 +211,7 @@ func coderIn(t *testing.T, cfg, ns string, args ...string) (string, string, int)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, testutil.CoderBinary(t)}, args...)...)
-	cmd.Env = append(cleanEnv(), "CODER_CONFIG_DIR="+cfg)
+	cmd.Env = append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+cfg)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

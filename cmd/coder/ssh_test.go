@@ -34,7 +34,7 @@ const browserOnlyMsg = "Non-browser connections are disabled for your deployment
 // sshEnv is a server with a workspace "dev" whose local agent is
 // connected, a logged-in CLI config and a home directory for OpenSSH.
 type sshEnv struct {
-	srv                *server
+	srv                *testutil.Server
 	dir, cfg, home     string
 	pgURL, sshConfig   string
 	serverDir, address string
@@ -62,13 +62,13 @@ func (e *sshEnv) start(t *testing.T, flags ...string) {
 	if e.address != "" {
 		args = append(args, "--http-address", e.address)
 	}
-	e.srv = startServer(t, []string{"CODER_PG_CONNECTION_URL=" + e.pgURL}, append(args, flags...)...)
+	e.srv = testutil.StartServer(t, []string{"CODER_PG_CONNECTION_URL=" + e.pgURL}, append(args, flags...)...)
 }
 
 func (e *sshEnv) waitAgent(t *testing.T) sdk.WorkspaceAgent {
 	t.Helper()
 	var ag sdk.WorkspaceAgent
-	eventually(t, 30*time.Second, "the local agent to connect", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the local agent to connect", func() bool {
 		ws := listWorkspaces(t, e.cfg)
 		if len(ws) == 1 && ws[0].Agents[0].Status == sdk.AgentConnected {
 			ag = ws[0].Agents[0]
@@ -85,7 +85,7 @@ func (e *sshEnv) ssh(t *testing.T, name string, args ...string) (string, string,
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, append([]string{"-F", e.sshConfig, "-o", "BatchMode=yes"}, args...)...)
-	cmd.Env = append(cleanEnv(), "HOME="+e.home)
+	cmd.Env = append(testutil.CleanEnv(), "HOME="+e.home)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -166,7 +166,7 @@ func TestOpenSSH(t *testing.T) {
 	httpPort := httpServer(t, "hello from the workspace")
 	lport := freePort(t)
 	fwd := exec.Command("ssh", "-F", e.sshConfig, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N", "-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", lport, httpPort), "coder.dev")
-	fwd.Env = append(cleanEnv(), "HOME="+e.home)
+	fwd.Env = append(testutil.CleanEnv(), "HOME="+e.home)
 	if err := fwd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestOpenSSH(t *testing.T) {
 	tport, uport := freePort(t), freeUDPPort(t)
 	udpRemote := udpEcho(t)
 	pf := exec.Command(testutil.CoderBinary(t), "port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", tport, httpPort), "--udp", fmt.Sprintf("127.0.0.1:%d:%d", uport, udpRemote))
-	pf.Env = append(cleanEnv(), "CODER_CONFIG_DIR="+e.cfg)
+	pf.Env = append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+e.cfg)
 	pfErr, _ := pf.StderrPipe()
 	if err := pf.Start(); err != nil {
 		t.Fatal(err)
@@ -220,7 +220,7 @@ func TestOpenSSH(t *testing.T) {
 
 	// An interactive shell through a PTY, with a resize.
 	shell := exec.Command(testutil.CoderBinary(t), "ssh", "dev")
-	shell.Env = append(cleanEnv(), "CODER_CONFIG_DIR="+e.cfg, "TERM=xterm")
+	shell.Env = append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+e.cfg, "TERM=xterm")
 	ptmx, err := pty.StartWithSize(shell, &pty.Winsize{Rows: 24, Cols: 80})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestOpenSSH(t *testing.T) {
 	screen.waitFor(t, "TERM=xterm")
 	pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100})
 	// The resize reaches the remote side asynchronously: ask until it shows.
-	eventually(t, 10*time.Second, "the resize to reach the workspace", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the resize to reach the workspace", func() bool {
 		io.WriteString(ptmx, "stty size\r")
 		return screen.seenWithin("30 100", time.Second)
 	})
@@ -276,7 +276,7 @@ func TestBrowserOnly(t *testing.T) {
 		t.Fatal("the client node cannot reach the agent's SSH before browser-only")
 	}
 
-	e.srv.stop()
+	e.srv.Stop()
 	e.start(t, "--browser-only")
 	ag = e.waitAgent(t)
 
@@ -317,7 +317,7 @@ func TestBrowserOnly(t *testing.T) {
 	}
 	// The client registered before the restart can no longer reach the
 	// agent.
-	eventually(t, 30*time.Second, "the old client to lose the agent", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the old client to lose the agent", func() bool {
 		return !sshBanner(ctx, node, agentAddr)
 	})
 
@@ -434,7 +434,7 @@ func udpEcho(t *testing.T) int {
 func waitHTTP(t *testing.T, port int, want string) {
 	t.Helper()
 	hc := &http.Client{Timeout: 3 * time.Second}
-	eventually(t, 20*time.Second, "the forwarded port "+strconv.Itoa(port), func() bool {
+	testutil.Eventually(t, 20*time.Second, "the forwarded port "+strconv.Itoa(port), func() bool {
 		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err != nil {
 			return false
