@@ -1,5 +1,6 @@
 // Package testutil holds helpers shared by this module's tests: the coder
-// binary under test. It is imported only from tests.
+// binary under test, a `coder server` process, bounded polling. It is
+// imported only from tests.
 package testutil
 
 import (
