@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -51,6 +52,8 @@ type serverOptions struct {
 	DERPForceWebsockets     boolValue
 	BlockDirect             boolValue
 	TailnetTCPBuffer        sizeValue
+	PprofEnable             boolValue
+	PprofAddress            stringValue
 }
 
 func (o *serverOptions) table() optionSet {
@@ -77,6 +80,10 @@ func (o *serverOptions) table() optionSet {
 			Description: "Serve Prometheus metrics on --prometheus-address."},
 		{Flag: "prometheus-address", Env: "CODER_PROMETHEUS_ADDRESS", Default: "127.0.0.1:2112", Value: &o.PrometheusAddress,
 			Description: "Bind address of the Prometheus metrics endpoint."},
+		{Flag: "pprof-enable", Env: "CODER_PPROF_ENABLE", Value: &o.PprofEnable,
+			Description: "Serve Go's profiling endpoints (/debug/pprof/) on --pprof-address."},
+		{Flag: "pprof-address", Env: "CODER_PPROF_ADDRESS", Default: "127.0.0.1:6060", Value: &o.PprofAddress,
+			Description: "Bind address of the profiling endpoints."},
 		{Flag: "browser-only", Env: "CODER_BROWSER_ONLY", Value: &o.BrowserOnly,
 			Description: "Allow only browser connections to workspaces (web terminal and apps); refuse SSH and CLI tunnels."},
 		{Flag: "verbose", Short: "v", Env: "CODER_VERBOSE", Value: &o.Verbose,
@@ -337,6 +344,27 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 		logger.Error("the server's tailnet node did not start: the web terminal and apps cannot reach agents", "err", err)
 	}
 	cancelNode()
+	if o.PprofEnable {
+		pln, err := net.Listen("tcp", string(o.PprofAddress))
+		if err != nil {
+			return fmt.Errorf("listen on --pprof-address %s: %w", o.PprofAddress, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, psrv)
+		g.Go(func() error {
+			if err := psrv.Serve(pln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		logger.Info("serving pprof", "address", pln.Addr().String())
+	}
 	if err := api.StartWorkspaces(ctx); err != nil {
 		logger.Error("start workspaces", "err", err)
 	}
