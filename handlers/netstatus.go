@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 	"github.com/gatewaydev/coder/web"
 )
@@ -125,13 +126,6 @@ func latencyBucket(d time.Duration) string {
 	return fmt.Sprintf("~%dms", d.Round(100*time.Millisecond).Milliseconds())
 }
 
-func fmtLatency(d time.Duration) string {
-	if d < 10*time.Millisecond {
-		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
-	}
-	return fmt.Sprintf("%dms", d.Milliseconds())
-}
-
 // netcheckReport returns the last DERP/STUN report, starting a new one when
 // it is stale. nil means none yet.
 func (a *API) netcheckReport() (*tailnet.Report, time.Time) {
@@ -193,7 +187,7 @@ func (a *API) derpRegions() ([]web.DERPRegion, string) {
 		row.Nodes = strings.Join(hosts, ", ")
 		if rep != nil {
 			if d, ok := lat[id]; ok {
-				row.Health, row.Latency = "healthy", fmtLatency(d)
+				row.Health, row.Latency = "healthy", sdk.FormatLatency(d)
 			} else {
 				row.Health = "unreachable"
 			}

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
@@ -376,7 +375,7 @@ func TestBrowserTerminal(t *testing.T) {
 	t.Cleanup(cancel)
 	p = termPage{t: t, ctx: tctx}
 	p.do("terminal tab", chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
-	if err := chromedp.Listen(tctx, logBrowserEvents(t)); err != nil {
+	if err := chromedp.Listen(tctx, browsertest.LogEvents(t)); err != nil {
 		t.Fatal(err)
 	}
 	p.status("connected")
@@ -525,21 +524,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// logBrowserEvents pipes a tab's console to the test log and fails the
-// test on exceptions, as browsertest does for the first tab.
-func logBrowserEvents(t *testing.T) func(ev any) {
-	return func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, string(a.Value))
-			}
-			t.Logf("browser console.%s: %v", ev.Type, args)
-		case *runtime.EventExceptionThrown:
-			t.Errorf("browser exception: %s", ev.ExceptionDetails.Text)
-		}
-	}
 }

@@ -1,6 +1,9 @@
 package sdk
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // SessionTokenHeader carries an API key (users) or an agent token (agents).
 const SessionTokenHeader = "Coder-Session-Token"
@@ -167,3 +170,12 @@ const (
 // BrowserOnlyMessage is what every non-browser tunnel gets in browser-only
 // mode (Coder's wording).
 const BrowserOnlyMessage = "Non-browser connections are disabled for your deployment."
+
+// FormatLatency renders a round-trip time as `coder ping` and the
+// dashboard show it: 0.31ms below 10 ms, whole milliseconds above.
+func FormatLatency(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
+	}
+	return fmt.Sprintf("%dms", d.Milliseconds())
+}

@@ -60,9 +60,9 @@ func newPingCmd() *cobra.Command {
 			got++
 			last = res
 			if res.Direct {
-				fmt.Printf("pong from %s p2p via %s in %s\n", name, res.Endpoint, fmtDuration(res.Latency))
+				fmt.Printf("pong from %s p2p via %s in %s\n", name, res.Endpoint, sdk.FormatLatency(res.Latency))
 			} else {
-				fmt.Printf("pong from %s proxied via DERP(%s) in %s\n", name, res.DERPRegionCode, fmtDuration(res.Latency))
+				fmt.Printf("pong from %s proxied via DERP(%s) in %s\n", name, res.DERPRegionCode, sdk.FormatLatency(res.Latency))
 			}
 		}
 		fmt.Println()
@@ -89,13 +89,6 @@ func newPingCmd() *cobra.Command {
 		{Flag: "wait", Default: "1s", Value: &wait, Description: "Time between pings."},
 	}.register(cmd)
 	return cmd
-}
-
-func fmtDuration(d time.Duration) string {
-	if d < 10*time.Millisecond {
-		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
-	}
-	return fmt.Sprintf("%dms", d.Milliseconds())
 }
 
 // speedtestResult is one row of `coder speedtest -o json`.

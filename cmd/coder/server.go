@@ -321,22 +321,31 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	if tlsLn != nil {
 		serve(tlsLn, tlsConfig)
 	}
-	if o.PrometheusEnable {
-		pln, err := net.Listen("tcp", string(o.PrometheusAddress))
+	// serveSide serves mux on a side listener (metrics, profiling) that
+	// shuts down with the main servers; flag names the address's flag.
+	serveSide := func(flag, address string, mux *http.ServeMux) (string, error) {
+		ln, err := net.Listen("tcp", address)
 		if err != nil {
-			return fmt.Errorf("listen on --prometheus-address %s: %w", o.PrometheusAddress, err)
+			return "", fmt.Errorf("listen on --%s %s: %w", flag, address, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, psrv)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, srv)
 		g.Go(func() error {
-			if err := psrv.Serve(pln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
 		})
-		logger.Info("serving prometheus metrics", "address", pln.Addr().String())
+		return ln.Addr().String(), nil
+	}
+	if o.PrometheusEnable {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		addr, err := serveSide("prometheus-address", string(o.PrometheusAddress), mux)
+		if err != nil {
+			return err
+		}
+		logger.Info("serving prometheus metrics", "address", addr)
 	}
 
 	nodeCtx, cancelNode := context.WithTimeout(ctx, 30*time.Second)
@@ -345,25 +354,17 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	}
 	cancelNode()
 	if o.PprofEnable {
-		pln, err := net.Listen("tcp", string(o.PprofAddress))
-		if err != nil {
-			return fmt.Errorf("listen on --pprof-address %s: %w", o.PprofAddress, err)
-		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		psrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, psrv)
-		g.Go(func() error {
-			if err := psrv.Serve(pln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		logger.Info("serving pprof", "address", pln.Addr().String())
+		addr, err := serveSide("pprof-address", string(o.PprofAddress), mux)
+		if err != nil {
+			return err
+		}
+		logger.Info("serving pprof", "address", addr)
 	}
 	if err := api.StartWorkspaces(ctx); err != nil {
 		logger.Error("start workspaces", "err", err)

@@ -64,19 +64,7 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	err := chromedp.Listen(ctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, string(a.Value))
-			}
-			t.Logf("browser console.%s: %v", ev.Type, args)
-		case *runtime.EventExceptionThrown:
-			t.Errorf("browser exception: %s %s", ev.ExceptionDetails.Text, exceptionText(ev.ExceptionDetails))
-		}
-	})
-	if err != nil {
+	if err := chromedp.Listen(ctx, LogEvents(t)); err != nil {
 		t.Fatalf("listen to chromium: %v", err)
 	}
 	return ctx
@@ -87,4 +75,22 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 		return d.Exception.Description
 	}
 	return ""
+}
+
+// LogEvents returns a chromedp listener that pipes a tab's console to the
+// test log and fails the test on uncaught exceptions. New installs it on
+// the first tab; install it on tabs the page opens.
+func LogEvents(t testing.TB) func(ev any) {
+	return func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var args []string
+			for _, a := range ev.Args {
+				args = append(args, string(a.Value))
+			}
+			t.Logf("browser console.%s: %v", ev.Type, args)
+		case *runtime.EventExceptionThrown:
+			t.Errorf("browser exception: %s %s", ev.ExceptionDetails.Text, exceptionText(ev.ExceptionDetails))
+		}
+	}
 }
