@@ -8,9 +8,12 @@
 //
 //   - the server's RSS while M agents flood their web terminals at full speed
 //     (`cat` of random data as base64, read as fast as the websocket allows),
-//     and after the floods end.
+//     and after the floods end, over -rounds rounds (growth from one to the
+//     next is a leak);
 //
-//     go run ./bench/e2e -coder bin/coder [-n 10] [-flood 5] [-flood-time 10s]
+//   - `coder ssh` start and throughput next to a local OpenSSH server.
+//
+//     go run ./bench/e2e -coder bin/coder [-n 10] [-flood 5] [-flood-time 10s] [-rounds 1] [-settle 1m] [-ssh 10]
 package main
 
 import (
@@ -45,6 +48,7 @@ func main() {
 	floodTime := flag.Duration("flood-time", 10*time.Second, "how long each flood runs")
 	sshRuns := flag.Int("ssh", 10, "cold `coder ssh -- true` runs (0 skips the SSH figures)")
 	flag.DurationVar(&settle, "settle", time.Minute, "how long after the floods to read the server's RSS again")
+	flag.IntVar(&rounds, "rounds", 1, "flood rounds, one after another, each followed by -settle")
 	flag.Parse()
 	if err := run(*bin, *n, *flood, *floodTime, *sshRuns); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -211,6 +215,20 @@ func floods(bin, dir, base string, u *url.URL, c *sdk.Client, serverPID, m int, 
 		time.Sleep(100 * time.Millisecond)
 	}
 	idle := rssMiB(serverPID)
+	for r := 1; r <= rounds; r++ {
+		peak, after, later, mbs := floodRound(u, c.Token, ids, serverPID, idle, d)
+		fmt.Printf("round %d: server RSS with %d agents idle %.0f MiB, peak while %d terminals flood %.0f MiB, 5 s after %.0f MiB, %s after %.0f MiB; relayed %.1f MB/s in all\n",
+			r, m, idle, m, peak, after, settle, later, mbs)
+		fmt.Printf("JSON {\"bench\":\"server_rss_flood\",\"round\":%d,\"agents\":%d,\"idle_mib\":%.0f,\"peak_mib\":%.0f,\"after_mib\":%.0f,\"settled_mib\":%.0f,\"settle_s\":%.0f,\"relayed_mb_s\":%.1f}\n",
+			r, m, idle, peak, after, later, settle.Seconds(), mbs)
+	}
+	return nil
+}
+
+// floodRound floods every agent's terminal for d and returns the server's
+// peak RSS, its RSS 5 s and settle after the floods end, and the MB/s
+// relayed.
+func floodRound(u *url.URL, token string, ids []string, serverPID int, idle float64, d time.Duration) (peak, after, later, mbs float64) {
 	var mu sync.Mutex
 	var total int64
 	var wg sync.WaitGroup
@@ -219,7 +237,7 @@ func floods(bin, dir, base string, u *url.URL, c *sdk.Client, serverPID, m int, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := flood(u, c.Token, id, stop)
+			n, err := flood(u, token, id, stop)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "flood:", err)
 			}
@@ -228,23 +246,19 @@ func floods(bin, dir, base string, u *url.URL, c *sdk.Client, serverPID, m int, 
 			mu.Unlock()
 		}()
 	}
-	peak := idle
+	peak = idle
 	for time.Now().Before(stop) {
 		time.Sleep(250 * time.Millisecond)
 		peak = max(peak, rssMiB(serverPID))
 	}
 	wg.Wait()
 	time.Sleep(5 * time.Second)
-	after := rssMiB(serverPID)
-	// The Go runtime gives freed memory back to the OS in the background
-	// (and sync.Pools empty only after GCs): look again later.
+	after = rssMiB(serverPID)
+	// The server returns memory to the OS once it has been quiet for a
+	// while (tailnet.Trimmer): look again later.
 	time.Sleep(settle - 5*time.Second)
-	later := rssMiB(serverPID)
-	fmt.Printf("server RSS with %d agents idle %.0f MiB, peak while %d terminals flood %.0f MiB, 5 s after %.0f MiB, %s after %.0f MiB; relayed %.1f MB/s in all\n",
-		m, idle, m, peak, after, settle, later, float64(total)/d.Seconds()/1e6)
-	fmt.Printf("JSON {\"bench\":\"server_rss_flood\",\"agents\":%d,\"idle_mib\":%.0f,\"peak_mib\":%.0f,\"after_mib\":%.0f,\"after_60s_mib\":%.0f,\"relayed_mb_s\":%.1f}\n",
-		m, idle, peak, after, later, float64(total)/d.Seconds()/1e6)
-	return nil
+	later = rssMiB(serverPID)
+	return peak, after, later, float64(total) / d.Seconds() / 1e6
 }
 
 // flood opens a terminal running a fast producer and reads until stop.
@@ -287,8 +301,10 @@ func flood(u *url.URL, token, agentID string, stop time.Time) (int64, error) {
 	}
 }
 
-// settle is how long after the floods the RSS is read again.
-var settle time.Duration
+var (
+	settle time.Duration // how long after the floods the RSS is read again
+	rounds int           // flood rounds
+)
 
 var bannerRE = regexp.MustCompile(`Dashboard:\s+(\S+)`)
 

@@ -55,6 +55,7 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			logger.Info("agent starting", "url", o.URL.u.Redacted(), "version", version)
+			go tailnet.NewTrimmer(tailnet.TrimOptions{Logger: logger.With("component", "memory")}).Run(cmd.Context())
 			<-cmd.Context().Done()
 			logger.Info("agent stopping")
 			return a.Close()

@@ -266,6 +266,17 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	trims := prometheus.NewCounter(prometheus.CounterOpts{Name: "coder_memory_trims_total",
+		Help: "Times the server returned memory to the OS after tailnet traffic went quiet."})
+	trimmed := prometheus.NewCounter(prometheus.CounterOpts{Name: "coder_memory_trimmed_bytes_total",
+		Help: "Heap bytes the server returned to the OS after tailnet traffic went quiet."})
+	reg.MustRegister(trims, trimmed)
+	go tailnet.NewTrimmer(tailnet.TrimOptions{Logger: logger.With("component", "memory"), OnTrim: func(before, after uint64) {
+		trims.Inc()
+		if before > after {
+			trimmed.Add(float64(before - after))
+		}
+	}}).Run(ctx)
 
 	exe, err := os.Executable()
 	if err != nil {
