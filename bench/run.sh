@@ -29,7 +29,7 @@ if want tailnet; then
   else
     echo "loopback iperf3 peer unavailable: needs ../shared/bench/loopback-iperf.sh and iperf3 (apt-get install iperf3)"
   fi
-  go test ./bench/tailnet/ -run '^$' -bench . -benchtime 1x -count 1
+  go test ./bench/tailnet/ -run '^$' -bench . -benchtime 1x -count 1 -rtt-think 30ms
   echo
   echo "-- coder agent start -> first byte from the server's node; server RSS while 5 agents flood (real processes)"
   go run ./bench/e2e -coder bin/coder -n 10 -flood 5

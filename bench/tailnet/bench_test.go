@@ -240,3 +240,79 @@ func runThroughput(b *testing.B, blockDirect bool) {
 	b.SetBytes(size)
 	b.Logf("%d MiB in %v: %.1f MB/s (path: direct=%v derp=%d endpoint=%s)", *throughputMiB, d.Round(time.Millisecond), mbps, r.Direct, r.DERPRegionID, r.Endpoint)
 }
+
+// BenchmarkRoundTrip bounces one byte between a client node and an agent
+// node over tailnet TCP (direct) -rtt-n times and reports the round trip's
+// p50 and p99: the floor under every keystroke echoed by the web terminal,
+// which crosses the tailnet twice (server to agent and back).
+func BenchmarkRoundTrip(b *testing.B) {
+	for b.Loop() {
+		runRoundTrip(b)
+	}
+}
+
+var (
+	rttN     = flag.Int("rtt-n", 2000, "round trips per BenchmarkRoundTrip run")
+	rttThink = flag.Duration("rtt-think", 0, "pause between round trips (a typist's think time lets every goroutine on the path park)")
+)
+
+func runRoundTrip(b *testing.B) {
+	h := tailnettest.New(b, tailnettest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	agent := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
+	cli := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindClient, ID: "key", OwnerID: "alice", Name: "cli"})
+	ln, err := agent.Listen(9000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	if err := cli.WaitForPeer(ctx, agent.Addr()); err != nil {
+		b.Fatal(err)
+	}
+	var c interface {
+		io.ReadWriter
+		Close() error
+	}
+	for {
+		conn, err := cli.Dial(ctx, agent.Addr(), 9000)
+		if err == nil {
+			c = conn
+			break
+		}
+		if ctx.Err() != nil {
+			b.Fatal(err)
+		}
+	}
+	defer c.Close()
+	lat := make([]time.Duration, 0, *rttN)
+	buf := []byte{0}
+	for i := 0; i < *rttN+100; i++ {
+		if *rttThink > 0 {
+			time.Sleep(*rttThink)
+		}
+		t0 := time.Now()
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		if i >= 100 { // the first ones warm up the path
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)]) / float64(time.Millisecond) }
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.Logf("%d round trips of 1 byte, %v apart: p50 %.3f ms, p99 %.3f ms, max %.3f ms", len(lat), *rttThink, pct(0.5), pct(0.99), pct(1))
+}
