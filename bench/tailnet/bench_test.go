@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,9 @@ import (
 var (
 	fanoutNodes   = flag.Int("fanout-nodes", 1000, "lite nodes in BenchmarkFanout")
 	fanoutChanges = flag.Int("fanout-changes", 20, "endpoint changes measured in BenchmarkFanout")
-	throughputMiB = flag.Int("throughput-mib", 64, "MiB sent per throughput run")
+	throughputMiB = flag.Int("throughput-mib", 1024, "MiB sent per throughput run (smaller runs mostly measure the TCP ramp)")
+	derpMiB       = flag.Int("throughput-derp-mib", 256, "MiB sent per throughput run through DERP")
+	tcpBuffer     = flag.Int("tcp-buffer", 2<<20, "each node's TCP buffer cap in bytes, as coder's --tailnet-tcp-buffer (0: tailscale's own)")
 )
 
 // fanoutProbe records when each watcher first saw the current target
@@ -163,7 +166,10 @@ func runFanout(b *testing.B) {
 
 // BenchmarkThroughput sends -throughput-mib MiB from a client node to an
 // agent node over tailnet TCP, direct and with DERP forced, and reports
-// MB/s (until the receiver got everything).
+// MB/s (until the receiver got everything) and the CPU time the process
+// spent per GB: both ends run here, so that is the whole cost of moving a
+// byte (WireGuard both ways, two userspace TCP stacks, UDP or DERP), and it
+// varies less than MB/s on a shared machine.
 func BenchmarkThroughput(b *testing.B) {
 	for _, tc := range []struct {
 		name        string
@@ -178,7 +184,7 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 func runThroughput(b *testing.B, blockDirect bool) {
-	h := tailnettest.New(b, tailnettest.Options{BlockDirect: blockDirect})
+	h := tailnettest.New(b, tailnettest.Options{BlockDirect: blockDirect, TCPBufferMax: *tcpBuffer})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	agent := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
@@ -188,7 +194,11 @@ func runThroughput(b *testing.B, blockDirect bool) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	size := int64(*throughputMiB) << 20
+	mib := *throughputMiB
+	if blockDirect {
+		mib = *derpMiB
+	}
+	size := int64(mib) << 20
 	var got atomic.Int64
 	done := make(chan error, 1)
 	go func() {
@@ -221,6 +231,7 @@ func runThroughput(b *testing.B, blockDirect bool) {
 	}
 	r, _ := cli.Ping(ctx, agent.Addr())
 	buf := make([]byte, 256<<10)
+	cpu0 := cpuTime()
 	t0 := time.Now()
 	for sent := int64(0); sent < size; sent += int64(len(buf)) {
 		if _, err := c.Write(buf); err != nil {
@@ -232,13 +243,17 @@ func runThroughput(b *testing.B, blockDirect bool) {
 		b.Fatal(err)
 	}
 	d := time.Since(t0)
+	cpu := cpuTime() - cpu0
 	if got.Load() != size {
 		b.Fatalf("received %d of %d bytes", got.Load(), size)
 	}
 	mbps := float64(size) / d.Seconds() / 1e6
+	cpuPerGB := cpu.Seconds() / (float64(size) / 1e9)
 	b.ReportMetric(mbps, "MB/s")
+	b.ReportMetric(cpuPerGB, "cpu-s/GB")
 	b.SetBytes(size)
-	b.Logf("%d MiB in %v: %.1f MB/s (path: direct=%v derp=%d endpoint=%s)", *throughputMiB, d.Round(time.Millisecond), mbps, r.Direct, r.DERPRegionID, r.Endpoint)
+	b.Logf("%d MiB in %v: %.1f MB/s, %.2f CPU-s per GB (path: direct=%v derp=%d endpoint=%s; TCP buffer cap %d KiB)",
+		mib, d.Round(time.Millisecond), mbps, cpuPerGB, r.Direct, r.DERPRegionID, r.Endpoint, *tcpBuffer>>10)
 }
 
 // BenchmarkRoundTrip bounces one byte between a client node and an agent
@@ -315,4 +330,13 @@ func runRoundTrip(b *testing.B) {
 	b.ReportMetric(pct(0.5), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.Logf("%d round trips of 1 byte, %v apart: p50 %.3f ms, p99 %.3f ms, max %.3f ms", len(lat), *rttThink, pct(0.5), pct(0.99), pct(1))
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -79,6 +79,9 @@ type Options struct {
 	BlockDirect bool
 	// NoSTUN leaves the STUN server out.
 	NoSTUN bool
+	// TCPBufferMax is every node's tailnet.NodeOptions.TCPBufferMax
+	// (zero keeps tailscale's).
+	TCPBufferMax int
 }
 
 // Harness is a running control server with DERP and STUN on loopback.
@@ -235,11 +238,12 @@ func (h *Harness) StartNodeWithKey(t testing.TB, authKey, hostname string) (*tai
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	n, err := tailnet.NewNode(ctx, tailnet.NodeOptions{
-		Dir:        t.TempDir(),
-		Hostname:   hostname,
-		ControlURL: h.URL,
-		AuthKey:    authKey,
-		Logger:     Logger(t),
+		Dir:          t.TempDir(),
+		Hostname:     hostname,
+		ControlURL:   h.URL,
+		AuthKey:      authKey,
+		Logger:       Logger(t),
+		TCPBufferMax: h.opts.TCPBufferMax,
 	})
 	if err != nil {
 		return nil, err
