@@ -32,7 +32,7 @@ if want tailnet; then
   go test ./bench/tailnet/ -run '^$' -bench . -benchtime 1x -count 1 -rtt-think 30ms
   echo
   echo "-- coder agent start -> first byte from the server's node; server RSS while 5 agents flood (real processes)"
-  go run ./bench/e2e -coder bin/coder -n 10 -flood 5
+  go run ./bench/e2e -coder bin/coder -n 10 -flood 5 -rounds 2
 fi
 
 if want term; then

@@ -11,9 +11,12 @@
 //     and after the floods end, over -rounds rounds (growth from one to the
 //     next is a leak);
 //
+//   - a keystroke's round trip through the web terminal's websocket
+//     (server, tailnet, agent, bash) next to bash on a local PTY;
+//
 //   - `coder ssh` start and throughput next to a local OpenSSH server.
 //
-//     go run ./bench/e2e -coder bin/coder [-n 10] [-flood 5] [-flood-time 10s] [-rounds 1] [-settle 1m] [-ssh 10]
+//     go run ./bench/e2e -coder bin/coder [-n 10] [-flood 5] [-flood-time 10s] [-rounds 1] [-settle 1m] [-echo 200] [-ssh 10]
 package main
 
 import (
@@ -47,6 +50,8 @@ func main() {
 	flood := flag.Int("flood", 5, "agents flooding their terminals at once")
 	floodTime := flag.Duration("flood-time", 10*time.Second, "how long each flood runs")
 	sshRuns := flag.Int("ssh", 10, "cold `coder ssh -- true` runs (0 skips the SSH figures)")
+	flag.IntVar(&echoKeys, "echo", 200, "keys typed through the terminal websocket and into a local PTY (0 skips)")
+	flag.DurationVar(&echoThink, "echo-think", 30*time.Millisecond, "pause before each key")
 	flag.DurationVar(&settle, "settle", time.Minute, "how long after the floods to read the server's RSS again")
 	flag.IntVar(&rounds, "rounds", 1, "flood rounds, one after another, each followed by -settle")
 	flag.Parse()
@@ -115,6 +120,11 @@ func run(bin string, n, flood int, floodTime time.Duration, sshRuns int) error {
 	}
 	if flood > 0 {
 		if err := floods(bin, dir, base, u, c, srv.Process.Pid, flood, floodTime); err != nil {
+			return err
+		}
+	}
+	if echoKeys > 0 {
+		if err := echoBench(bin, dir, base, u, c, ag, echoKeys, echoThink); err != nil {
 			return err
 		}
 	}
@@ -304,6 +314,9 @@ func flood(u *url.URL, token, agentID string, stop time.Time) (int64, error) {
 var (
 	settle time.Duration // how long after the floods the RSS is read again
 	rounds int           // flood rounds
+
+	echoKeys  int           // keys typed by echoBench
+	echoThink time.Duration // pause before each key
 )
 
 var bannerRE = regexp.MustCompile(`Dashboard:\s+(\S+)`)

@@ -10,7 +10,9 @@
 # ../shared/bench/README.md (ttyd 1.7.7 dom: p50 5.9 ms, p99 20.3 ms,
 # 6.81 MB/s), labelled as such.
 #
-#   bench/term/run.sh [-r REPS (3)] [-k KEYS (200)] [-l BULK_LINES (3000000)] [-o OUT.jsonl]
+#   bench/term/run.sh [-r REPS (3)] [-k KEYS (200)] [-l BULK_LINES (3000000)] [-o OUT.jsonl] [-s SKIP]
+#
+# -s leaves peers out: -s wetty, -s ttyd or -s wetty,ttyd.
 #
 # The raw JSON lines stay in OUT (default bench/out/term-<time>.jsonl, gitignored).
 #
@@ -23,10 +25,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED_BENCH:-$(cd "$root/.." && pwd)/shared/bench}
-reps=3; keys=200; lines=3000000; out=""
-while getopts "r:k:l:o:h" o; do
+reps=3; keys=200; lines=3000000; out=""; skip=""
+while getopts "r:k:l:o:s:h" o; do
   case $o in
-    r) reps=$OPTARG ;; k) keys=$OPTARG ;; l) lines=$OPTARG ;; o) out=$OPTARG ;;
+    r) reps=$OPTARG ;; k) keys=$OPTARG ;; l) lines=$OPTARG ;; o) out=$OPTARG ;; s) skip=",$OPTARG," ;;
     *) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2 ;;
   esac
 done
@@ -104,14 +106,19 @@ cookie=$(awk '$6 == "coder_session" { print $7 }' "$work/jar")
 ours="$url/@bench/bench.main/terminal?command=bash%20--noprofile%20--norc"
 
 # WeTTY (runs the command directly as root; else it asks for a login).
-wport=$(free_port)
-node "$here/node_modules/wetty/build/main.js" --host 127.0.0.1 --port "$wport" --command 'bash --noprofile --norc' >"$work/wetty.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$wport/" 30
-targets=("coder=$ours" "wetty=http://127.0.0.1:$wport/")
+targets=("coder=$ours")
+if [[ $skip != *,wetty,* ]]; then
+  wport=$(free_port)
+  node "$here/node_modules/wetty/build/main.js" --host 127.0.0.1 --port "$wport" --command 'bash --noprofile --norc' >"$work/wetty.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$wport/" 30
+  targets+=("wetty=http://127.0.0.1:$wport/")
+fi
 
 # ttyd, when installed (Debian 12 has no package: ../shared/bench/README.md).
-if command -v ttyd >/dev/null; then
+if [[ $skip == *,ttyd,* ]]; then
+  log "ttyd left out (-s)"
+elif command -v ttyd >/dev/null; then
   tport=$(free_port)
   ttyd -p "$tport" -i lo -W -t rendererType=dom bash --noprofile --norc >"$work/ttyd.log" 2>&1 &
   pids+=($!)
