@@ -124,6 +124,18 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 		log.Debug("agent hello", "err", err)
 		return nil
 	}
+	// The manifest goes out before the agent counts as connected, so that
+	// "connected" means the agent has what it needs to serve.
+	spec := agentSpec(ag)
+	manifest := sdk.AgentManifest{
+		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
+		Directory: spec.Directory, Apps: spec.Apps,
+	}
+	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.WriteJSON(manifest); err != nil {
+		log.Debug("agent manifest", "err", err)
+		return nil
+	}
 	ctx := context.WithoutCancel(r.Context())
 	ag.Version, ag.OS, ag.Arch, ag.Hostname, ag.Directory = hello.Version, hello.OS, hello.Arch, hello.Hostname, hello.Directory
 	if err := a.db.AgentConnected(ctx, ag); err != nil {
@@ -148,16 +160,6 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 		}
 		a.notifyWorkspace(wk.ID)
 	}()
-
-	spec := agentSpec(ag)
-	manifest := sdk.AgentManifest{
-		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
-		Directory: spec.Directory, Apps: spec.Apps,
-	}
-	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := conn.WriteJSON(manifest); err != nil {
-		return nil
-	}
 
 	lastWrite := time.Now()
 	for {

@@ -261,7 +261,10 @@ func TestAgentStatus(t *testing.T) {
 	if ag := got.Agents[0]; ag.Version != "v-agent" || ag.OS == "" || ag.Arch == "" || ag.LastConnected == nil {
 		t.Fatalf("agent report = %+v", ag)
 	}
-	if m := a.Manifest(); m == nil || m.WorkspaceName != "ws" || len(m.Apps) != 1 || m.Apps[0].Slug != "web" {
+	// The server sends the manifest before it records the connection; the
+	// agent reads it on its own goroutine.
+	testutil.Eventually(t, 10*time.Second, "the agent to have its manifest", func() bool { return a.Manifest() != nil })
+	if m := a.Manifest(); m.WorkspaceName != "ws" || len(m.Apps) != 1 || m.Apps[0].Slug != "web" {
 		t.Fatalf("manifest = %+v", m)
 	}
 	a.Close()
