@@ -23,13 +23,11 @@ import (
 // a browser's keystroke echo that is not xterm.js drawing. The difference
 // is what the relay and the two tailnet crossings cost.
 func echoBench(bin, dir, base string, u *url.URL, c *sdk.Client, ag sdk.WorkspaceAgent, n int, think time.Duration) error {
-	agent := exec.Command(bin, "agent")
-	agent.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+ag.Token)
-	agent.Dir = dir
-	if err := agent.Start(); err != nil {
+	agent, err := startAgent(bin, dir, base, ag.Token)
+	if err != nil {
 		return err
 	}
-	defer func() { agent.Process.Signal(os.Interrupt); agent.Wait() }()
+	defer stopAgent(agent)
 
 	ws := *u
 	ws.Scheme = "ws"

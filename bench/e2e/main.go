@@ -138,15 +138,12 @@ func agentStarts(bin, dir, base string, u *url.URL, c *sdk.Client, ag sdk.Worksp
 	var times []time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
-		agent := exec.Command(bin, "agent")
-		agent.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+ag.Token)
-		agent.Dir = dir
-		if err := agent.Start(); err != nil {
+		agent, err := startAgent(bin, dir, base, ag.Token)
+		if err != nil {
 			return err
 		}
 		d, err := firstByte(u, c.Token, ag.ID, start)
-		agent.Process.Signal(os.Interrupt)
-		agent.Wait()
+		stopAgent(agent)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -184,8 +181,7 @@ func floods(bin, dir, base string, u *url.URL, c *sdk.Client, serverPID, m int, 
 	var agents []*exec.Cmd
 	defer func() {
 		for _, a := range agents {
-			a.Process.Signal(os.Interrupt)
-			a.Wait()
+			stopAgent(a)
 		}
 	}()
 	var ids []string
@@ -194,10 +190,8 @@ func floods(bin, dir, base string, u *url.URL, c *sdk.Client, serverPID, m int, 
 		if err := c.Request(ctx, "POST", "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: fmt.Sprintf("flood%d", i), Template: "manual"}, &w); err != nil {
 			return err
 		}
-		a := exec.Command(bin, "agent")
-		a.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+w.Agents[0].Token)
-		a.Dir = dir
-		if err := a.Start(); err != nil {
+		a, err := startAgent(bin, dir, base, w.Agents[0].Token)
+		if err != nil {
 			return err
 		}
 		agents = append(agents, a)
@@ -412,13 +406,11 @@ func sshBench(bin, dir, base string, c *sdk.Client, ag sdk.WorkspaceAgent, n int
 	os.MkdirAll(cfg, 0o700)
 	os.WriteFile(filepath.Join(cfg, "url"), []byte(base), 0o600)
 	os.WriteFile(filepath.Join(cfg, "session"), []byte(c.Token), 0o600)
-	agent := exec.Command(bin, "agent")
-	agent.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+ag.Token)
-	agent.Dir = dir
-	if err := agent.Start(); err != nil {
+	agent, err := startAgent(bin, dir, base, ag.Token)
+	if err != nil {
 		return err
 	}
-	defer func() { agent.Process.Signal(os.Interrupt); agent.Wait() }()
+	defer stopAgent(agent)
 	coder := func(args ...string) *exec.Cmd {
 		return exec.Command(bin, append([]string{"--global-config", cfg}, args...)...)
 	}
@@ -508,4 +500,18 @@ func openSSHPeer(dir string, n int) (time.Duration, float64, error) {
 	}
 	mbs, err := throughput(ssh("head", "-c", gib, "/dev/zero"))
 	return median(ds), mbs, err
+}
+
+// startAgent starts `coder agent` against the server at base.
+func startAgent(bin, dir, base, token string) (*exec.Cmd, error) {
+	a := exec.Command(bin, "agent")
+	a.Env = append(os.Environ(), "CODER_AGENT_URL="+base, "CODER_AGENT_TOKEN="+token)
+	a.Dir = dir
+	return a, a.Start()
+}
+
+// stopAgent interrupts an agent and waits for it to exit.
+func stopAgent(a *exec.Cmd) {
+	a.Process.Signal(os.Interrupt)
+	a.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -184,16 +185,8 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 func runThroughput(b *testing.B, blockDirect bool) {
-	h := tailnettest.New(b, tailnettest.Options{BlockDirect: blockDirect, TCPBufferMax: *tcpBuffer})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	agent := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
-	cli := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindClient, ID: "key", OwnerID: "alice", Name: "cli"})
-	ln, err := agent.Listen(9000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
 	mib := *throughputMiB
 	if blockDirect {
 		mib = *derpMiB
@@ -201,34 +194,11 @@ func runThroughput(b *testing.B, blockDirect bool) {
 	size := int64(mib) << 20
 	var got atomic.Int64
 	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer c.Close()
+	cli, agent, c := connectPair(ctx, b, blockDirect, func(c net.Conn) {
 		n, err := io.Copy(io.Discard, c)
 		got.Store(n)
 		done <- err
-	}()
-	if err := cli.WaitForPeer(ctx, agent.Addr()); err != nil {
-		b.Fatal(err)
-	}
-	var c interface {
-		io.Writer
-		Close() error
-	}
-	for {
-		conn, err := cli.Dial(ctx, agent.Addr(), 9000)
-		if err == nil {
-			c = conn
-			break
-		}
-		if ctx.Err() != nil {
-			b.Fatal(err)
-		}
-	}
+	})
 	r, _ := cli.Ping(ctx, agent.Addr())
 	buf := make([]byte, 256<<10)
 	cpu0 := cpuTime()
@@ -272,41 +242,9 @@ var (
 )
 
 func runRoundTrip(b *testing.B) {
-	h := tailnettest.New(b, tailnettest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	agent := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
-	cli := h.StartNode(b, tailnet.Identity{Kind: tailnet.KindClient, ID: "key", OwnerID: "alice", Name: "cli"})
-	ln, err := agent.Listen(9000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
-	if err := cli.WaitForPeer(ctx, agent.Addr()); err != nil {
-		b.Fatal(err)
-	}
-	var c interface {
-		io.ReadWriter
-		Close() error
-	}
-	for {
-		conn, err := cli.Dial(ctx, agent.Addr(), 9000)
-		if err == nil {
-			c = conn
-			break
-		}
-		if ctx.Err() != nil {
-			b.Fatal(err)
-		}
-	}
+	_, _, c := connectPair(ctx, b, false, func(c net.Conn) { io.Copy(c, c) })
 	defer c.Close()
 	lat := make([]time.Duration, 0, *rttN)
 	buf := []byte{0}
@@ -339,4 +277,41 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// connectPair starts a client node and an agent node of one user, serves
+// the first connection to the agent's port 9000 with serve (on its own
+// goroutine; the connection is closed after), and returns both nodes and
+// the client's connection to it.
+func connectPair(ctx context.Context, b *testing.B, blockDirect bool, serve func(net.Conn)) (cli, agent *tailnet.Node, c net.Conn) {
+	b.Helper()
+	h := tailnettest.New(b, tailnettest.Options{BlockDirect: blockDirect, TCPBufferMax: *tcpBuffer})
+	agent = h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
+	cli = h.StartNode(b, tailnet.Identity{Kind: tailnet.KindClient, ID: "key", OwnerID: "alice", Name: "cli"})
+	ln, err := agent.Listen(9000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+	if err := cli.WaitForPeer(ctx, agent.Addr()); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		c, err = cli.Dial(ctx, agent.Addr(), 9000)
+		if err == nil {
+			b.Cleanup(func() { c.Close() })
+			return cli, agent, c
+		}
+		if ctx.Err() != nil {
+			b.Fatal(err)
+		}
+	}
 }
