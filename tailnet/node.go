@@ -280,25 +280,64 @@ func (n *Node) Ping(ctx context.Context, addr netip.Addr) (PingResult, error) {
 	}, nil
 }
 
-// AwaitReachable waits until addr answers a disco ping, retrying every
-// 250 ms, or ctx ends. Call it before the first dial to a peer that may
-// have just joined: a WireGuard handshake that reaches a node which does
-// not know the sender yet is dropped, and WireGuard sends the next one only
-// 5 s later. Disco pings need no handshake and are answered only once both
-// sides know each other, so the handshake that follows succeeds at once.
+// AwaitReachable waits until addr answers a disco ping, or ctx ends. Call
+// it before the first dial to a peer that may have just joined: a WireGuard
+// handshake that reaches a node which does not know the sender yet is
+// dropped, and WireGuard sends the next one only 5 s later. Disco pings
+// need no handshake and are answered only once both sides know each other,
+// so the handshake that follows succeeds at once.
+//
+// A ping sent before the peer knows us is dropped too. Rather than wait
+// out each ping's timeout before the next (which cost a quarter second on
+// loopback whenever the first ping was early), it starts a new ping every
+// awaitPingEvery while earlier ones are still waiting, up to
+// awaitPingsInFlight at once, each allowed awaitPingTimeout: a slow path
+// still gets its answer, a fresh peer is found within a few milliseconds
+// of knowing us.
 func (n *Node) AwaitReachable(ctx context.Context, addr netip.Addr) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan error, awaitPingsInFlight)
+	inFlight := 0
+	ping := func() {
+		inFlight++
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, awaitPingTimeout)
+			defer cancel()
+			_, err := n.Ping(pctx, addr)
+			results <- err
+		}()
+	}
+	t := time.NewTicker(awaitPingEvery)
+	defer t.Stop()
+	ping()
+	var last error
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-		_, err := n.Ping(pctx, addr)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("await %s: %w", addr, err)
+		select {
+		case err := <-results:
+			inFlight--
+			if err == nil {
+				return nil
+			}
+			last = err
+		case <-t.C:
+			if inFlight < awaitPingsInFlight {
+				ping()
+			}
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return fmt.Errorf("await %s: %w", addr, last)
 		}
 	}
 }
+
+const (
+	awaitPingEvery     = 25 * time.Millisecond
+	awaitPingTimeout   = 2 * time.Second
+	awaitPingsInFlight = 16
+)
 
 // Peer is a peer in the node's network map.
 type Peer struct {

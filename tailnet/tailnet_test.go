@@ -227,3 +227,31 @@ func TestAgentReachable(t *testing.T) {
 		}
 	}
 }
+
+// TestAwaitReachable: a node that just joined answers AwaitReachable, and
+// the first dial after it works; a node the caller may not see never does,
+// and the error says why once ctx ends.
+func TestAwaitReachable(t *testing.T) {
+	t.Parallel()
+	h := tailnettest.New(t, tailnettest.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	srv := h.StartNode(t, serverIdentity)
+	agent := h.StartNode(t, agentID("alice", "dev"))
+	serveEcho(t, agent, echoPort)
+	if err := srv.WaitForPeer(ctx, agent.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AwaitReachable(ctx, agent.Addr()); err != nil {
+		t.Fatalf("await a new agent from the server's node: %v", err)
+	}
+	if err := echo(ctx, srv, agent.Addr(), echoPort); err != nil {
+		t.Fatalf("first dial after AwaitReachable: %v", err)
+	}
+
+	bob := h.StartNode(t, clientID("bob"))
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := bob.AwaitReachable(sctx, agent.Addr()); !errors.Is(err, tailnet.ErrNotPeer) {
+		t.Fatalf("await alice's agent from bob's client: %v, want ErrNotPeer", err)
+	}
+}
