@@ -363,14 +363,23 @@ func TestBrowserTerminal(t *testing.T) {
 	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("[data-agent=main] [data-testid=ssh-instructions] code").textContent`)); err != nil || got != "coder ssh dev" {
 		t.Fatalf("SSH instructions show %q (%v), want coder ssh dev", got, err)
 	}
-	newTab := chromedp.WaitNewTarget(ctx, func(i *target.Info) bool { return strings.Contains(i.URL, "/@owner/dev.main/terminal") })
 	p.do("click Terminal", chromedp.Click(chromedp.CSS(`[data-agent=main] [data-testid=open-terminal]`)))
+	// Poll the browser's page list rather than wait for a target event:
+	// chromedp.WaitNewTarget skips a tab that got attached before its URL
+	// was known, which made this test flaky.
 	var id target.ID
-	select {
-	case id = <-newTab:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the Terminal button opened no tab")
-	}
+	testutil.Eventually(t, 30*time.Second, "the Terminal button to open a tab", func() bool {
+		infos, err := chromedp.Targets(ctx)
+		if err != nil {
+			t.Fatalf("list tabs: %v", err)
+		}
+		for _, i := range infos {
+			if i.Type == "page" && strings.Contains(i.URL, "/@owner/dev.main/terminal") {
+				id = i.TargetID
+			}
+		}
+		return id != ""
+	})
 	tctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
 	t.Cleanup(cancel)
 	p = termPage{t: t, ctx: tctx}
