@@ -121,7 +121,8 @@ func (st *STUNServer) Addrs() []netip.AddrPort {
 	return out
 }
 
-// Requests returns how many binding requests were answered.
+// Requests returns how many valid binding requests arrived (each is
+// answered).
 func (st *STUNServer) Requests() int64 { return st.requests.Load() }
 
 // Close closes the sockets and waits for the serving goroutines. It is
@@ -156,11 +157,12 @@ func (st *STUNServer) serve(c *net.UDPConn) {
 		if err != nil {
 			continue
 		}
+		// Counted before the reply goes out, so that a client holding its
+		// answer finds it counted.
+		st.requests.Add(1)
 		res := stun.Response(txid, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		if _, err := c.WriteToUDPAddrPort(res, from); err != nil {
 			st.logger.Debug("stun write", "error", err)
-			continue
 		}
-		st.requests.Add(1)
 	}
 }

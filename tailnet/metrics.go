@@ -45,7 +45,7 @@ type Stats struct {
 	DERPBytesReceived, DERPBytesSent int64
 	// DERPRefused counts DERP connections refused by admission control.
 	DERPRefused int64
-	// STUNRequests counts answered STUN binding requests.
+	// STUNRequests counts STUN binding requests received (and answered).
 	STUNRequests int64
 }
 
