@@ -53,6 +53,12 @@ func isAPI(r *http.Request) bool {
 // serveError writes err to the user once and logs what the user does not
 // see.
 func (a *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		// The client went away (a closed tab, a page left mid-request):
+		// nobody to answer, nothing went wrong on the server.
+		a.logger.Debug("request abandoned by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
 	var he *HTTPError
 	if !errors.As(err, &he) {
 		he = &HTTPError{Code: http.StatusInternalServerError, Msg: "Something went wrong on the server. Try again; if it keeps happening, check the server logs.", Err: err}

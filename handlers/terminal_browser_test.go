@@ -363,23 +363,39 @@ func TestBrowserTerminal(t *testing.T) {
 	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("[data-agent=main] [data-testid=ssh-instructions] code").textContent`)); err != nil || got != "coder ssh dev" {
 		t.Fatalf("SSH instructions show %q (%v), want coder ssh dev", got, err)
 	}
-	p.do("click Terminal", chromedp.Click(chromedp.CSS(`[data-agent=main] [data-testid=open-terminal]`)))
-	// Poll the browser's page list rather than wait for a target event:
-	// chromedp.WaitNewTarget skips a tab that got attached before its URL
-	// was known, which made this test flaky.
-	var id target.ID
-	testutil.Eventually(t, 30*time.Second, "the Terminal button to open a tab", func() bool {
+	// Find the new tab by polling the browser's page list (chromedp's
+	// WaitNewTarget skips a tab attached before its URL was known). The
+	// workspace page redraws the agent's card on status events, and a
+	// click that lands while it does opens nothing: click again after 3 s
+	// without a tab.
+	terminalTab := func() target.ID {
 		infos, err := chromedp.Targets(ctx)
 		if err != nil {
 			t.Fatalf("list tabs: %v", err)
 		}
 		for _, i := range infos {
 			if i.Type == "page" && strings.Contains(i.URL, "/@owner/dev.main/terminal") {
-				id = i.TargetID
+				return i.TargetID
 			}
 		}
-		return id != ""
-	})
+		return ""
+	}
+	var id target.ID
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(30 * time.Second); id == ""; {
+		if time.Now().After(deadline) {
+			infos, _ := chromedp.Targets(ctx)
+			for _, i := range infos {
+				t.Logf("tab %s %s", i.Type, i.URL)
+			}
+			t.Fatal("the Terminal button opened no tab in 30 s")
+		}
+		p.do("click Terminal", chromedp.Click(chromedp.CSS(`[data-agent=main] [data-testid=open-terminal]`)))
+		for again := time.Now().Add(3 * time.Second); id == "" && time.Now().Before(again); <-tick.C {
+			id = terminalTab()
+		}
+	}
 	tctx, cancel := chromedp.NewContext(ctx, chromedp.WithTargetID(id))
 	t.Cleanup(cancel)
 	p = termPage{t: t, ctx: tctx}

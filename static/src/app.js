@@ -5,15 +5,20 @@ function liveAgents() {
   const el = document.getElementById("agents");
   if (!el || !el.dataset.events) return;
   const es = new EventSource(el.dataset.events);
+  const key = (d) => (d.closest("[data-agent]")?.dataset.agent || "") + "/" + d.className;
+  const next = document.createElement("template");
   es.addEventListener("agents", (ev) => {
+    next.innerHTML = ev.data;
     // Keep the disclosures the user opened across the update.
-    const open = new Set(
-      Array.from(el.querySelectorAll("details[open]"), (d) => (d.closest("[data-agent]")?.dataset.agent || "") + "/" + d.className),
-    );
-    el.innerHTML = ev.data;
-    for (const d of el.querySelectorAll("details")) {
-      if (open.has((d.closest("[data-agent]")?.dataset.agent || "") + "/" + d.className)) d.open = true;
+    const open = new Set(Array.from(el.querySelectorAll("details[open]"), key));
+    for (const d of next.content.querySelectorAll("details")) {
+      if (open.has(key(d))) d.open = true;
     }
+    // The stream starts with the state the page already shows: replace
+    // nothing that did not change, so that a click, a focus or a text
+    // selection in the cards is not lost to a redraw.
+    if (next.innerHTML === el.innerHTML) return;
+    el.replaceChildren(next.content);
   });
   es.addEventListener("deleted", () => {
     es.close();
