@@ -43,6 +43,9 @@ func (a *API) startAgents(ctx context.Context, wk store.Workspace) {
 	if a.opts.Provisioner == nil || wk.DesiredState != "running" {
 		return
 	}
+	// The workspace is already marked running: finish even if the request
+	// that asked for it is abandoned now.
+	ctx = context.WithoutCancel(ctx)
 	t, err := a.db.TemplateByID(ctx, wk.TemplateID)
 	if err != nil {
 		a.logger.Error("start agents: load template", "workspace_id", wk.ID, "err", err)
@@ -75,6 +78,7 @@ func (a *API) startAgents(ctx context.Context, wk store.Workspace) {
 }
 
 func (a *API) stopAgents(ctx context.Context, wk store.Workspace) {
+	ctx = context.WithoutCancel(ctx) // as in startAgents
 	ags, err := a.db.AgentsByWorkspace(ctx, wk.ID)
 	if err != nil {
 		a.logger.Error("stop agents: load agents", "workspace_id", wk.ID, "err", err)

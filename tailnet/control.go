@@ -250,7 +250,12 @@ func (s *Server) admitNode(ctx context.Context, mkey key.MachinePublic, req *tai
 	hostname = sanitizeHostname(hostname, ident)
 	sn := StoredNode{Identity: ident, MachineKey: mkey, Hostname: hostname, Created: created}
 	if err := s.store.PutNode(ctx, req.NodeKey, sn); err != nil {
-		s.logger.Error("store node", "node_key", req.NodeKey.ShortString(), "error", err)
+		if ctx.Err() != nil {
+			// The node hung up (or the server is stopping) mid-registration.
+			s.logger.Debug("store node: registration abandoned", "node_key", req.NodeKey.ShortString(), "error", err)
+		} else {
+			s.logger.Error("store node", "node_key", req.NodeKey.ShortString(), "error", err)
+		}
 		return &tailcfg.RegisterResponse{Error: "The server could not register this node; try again."}, http.StatusOK
 	}
 	var evicted []key.NodePublic
@@ -273,10 +278,16 @@ func (s *Server) admitNode(ctx context.Context, mkey key.MachinePublic, req *tai
 	// newcomer's first WireGuard handshake arrives.
 	s.wakeAllLocked()
 	s.mu.Unlock()
-	for _, k := range evicted {
-		if err := s.store.DeleteNode(ctx, k); err != nil {
-			s.logger.Error("delete replaced node from store", "node_key", k.ShortString(), "error", err)
+	if len(evicted) > 0 {
+		// The replaced nodes are gone from memory already: finish their
+		// removal from the store even if this request is abandoned now.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		for _, k := range evicted {
+			if err := s.store.DeleteNode(dctx, k); err != nil {
+				s.logger.Error("delete replaced node from store", "node_key", k.ShortString(), "error", err)
+			}
 		}
+		cancel()
 	}
 	s.logger.Debug("node registered", "node_key", req.NodeKey.ShortString(), "kind", ident.Kind, "id", ident.ID, "addr", n.addr)
 	uid := userIDOf(ident)
