@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"tailscale.com/wgengine/netstack"
 	"time"
@@ -338,6 +339,13 @@ const (
 	awaitPingTimeout   = 2 * time.Second
 	awaitPingsInFlight = 16
 )
+
+// IsRefused tells whether err from [Node.Dial] means the peer answered
+// with a reset: nobody listens on that port. The userspace network stack
+// reports it only as text.
+func IsRefused(err error) bool {
+	return err != nil && strings.Contains(err.Error(), (&tcpip.ErrConnectionRefused{}).String())
+}
 
 // Peer is a peer in the node's network map.
 type Peer struct {

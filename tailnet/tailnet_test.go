@@ -247,6 +247,15 @@ func TestAwaitReachable(t *testing.T) {
 	if err := echo(ctx, srv, agent.Addr(), echoPort); err != nil {
 		t.Fatalf("first dial after AwaitReachable: %v", err)
 	}
+	// A port nobody listens on is refused, and IsRefused says so.
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if c, err := srv.Dial(dctx, agent.Addr(), echoPort+1); err == nil {
+		c.Close()
+		t.Fatal("dial to a port nobody listens on succeeded")
+	} else if !tailnet.IsRefused(err) {
+		t.Fatalf("dial to a port nobody listens on: %v, want a refusal", err)
+	}
 
 	bob := h.StartNode(t, clientID("bob"))
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
