@@ -17,7 +17,7 @@ function liveAgents() {
     // The stream starts with the state the page already shows: replace
     // nothing that did not change, so that a click, a focus or a text
     // selection in the cards is not lost to a redraw.
-    if (next.innerHTML === el.innerHTML) return;
+    if (next.innerHTML.trim() === el.innerHTML.trim()) return;
     el.replaceChildren(next.content);
   });
   es.addEventListener("deleted", () => {
