@@ -250,29 +250,10 @@ func (a *API) DialAgent(ctx context.Context, agentID string, port uint16) (net.C
 	if err := n.AwaitReachable(wctx, addr); err != nil {
 		return nil, fmt.Errorf("dial agent %s: %w", agentID, err)
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		c, err := n.Dial(ctx, addr, port)
-		if err == nil || !agentServicePort(port) || !tailnet.IsRefused(err) {
-			return c, err
-		}
-		// The agent's node answers but its own services do not listen
-		// yet: it has just joined (a terminal opened as the agent
-		// connects). They will in a moment.
-		select {
-		case <-wctx.Done():
-			return nil, fmt.Errorf("dial agent %s: %w", agentID, err)
-		case <-tick.C:
-		}
+	if sdk.AgentServicePort(port) {
+		return n.DialService(ctx, addr, port)
 	}
-}
-
-// agentServicePort tells whether port is one the agent itself serves as
-// soon as it has joined the tailnet (SSH, terminal, speedtest), as opposed
-// to a workspace app that may simply not be running.
-func agentServicePort(port uint16) bool {
-	return port == sdk.AgentSSHPort || port == sdk.AgentReconnectingPTYPort || port == sdk.AgentSpeedtestPort
+	return n.Dial(ctx, addr, port)
 }
 
 func constantTimeEqual(a, b string) bool {

@@ -167,6 +167,13 @@ const (
 	AgentSpeedtestPort       = 3
 )
 
+// AgentServicePort tells whether port is one the agent itself serves as
+// soon as it has joined the tailnet (SSH, terminal, speedtest), as opposed
+// to a workspace port that may simply have nothing listening.
+func AgentServicePort(port uint16) bool {
+	return port == AgentSSHPort || port == AgentReconnectingPTYPort || port == AgentSpeedtestPort
+}
+
 // BrowserOnlyMessage is what every non-browser tunnel gets in browser-only
 // mode (Coder's wording).
 const BrowserOnlyMessage = "Non-browser connections are disabled for your deployment."

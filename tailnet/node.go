@@ -236,6 +236,40 @@ func (n *Node) Dial(ctx context.Context, addr netip.Addr, port uint16) (net.Conn
 	return c, nil
 }
 
+// DialService is Dial for a port the peer serves as soon as it has joined
+// the tailnet (an agent's SSH, terminal or speedtest port). A peer that
+// joined a moment ago answers pings before it listens, so while it refuses
+// the connection, DialService tries again every 50 ms, for up to
+// serviceStartWait or until ctx ends.
+func (n *Node) DialService(ctx context.Context, addr netip.Addr, port uint16) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, serviceStartWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var refused error
+	for {
+		c, err := n.Dial(ctx, addr, port)
+		switch {
+		case err == nil:
+			return c, nil
+		case IsRefused(err):
+			refused = err
+		case ctx.Err() != nil && refused != nil:
+			return nil, refused // time ran out mid-attempt: the refusal says why
+		default:
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, refused
+		case <-tick.C:
+		}
+	}
+}
+
+// serviceStartWait bounds how long DialService waits for a refused port.
+const serviceStartWait = 15 * time.Second
+
 // Listen listens for TCP connections on port of the node's tailnet
 // address. The caller must close the listener.
 func (n *Node) Listen(port uint16) (net.Listener, error) {

@@ -256,6 +256,25 @@ func TestAwaitReachable(t *testing.T) {
 	} else if !tailnet.IsRefused(err) {
 		t.Fatalf("dial to a port nobody listens on: %v, want a refusal", err)
 	}
+	// DialService waits for a refused port to start listening...
+	got := make(chan error, 1)
+	go func() {
+		c, err := srv.DialService(dctx, agent.Addr(), echoPort+1)
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	serveEcho(t, agent, echoPort+1)
+	if err := <-got; err != nil {
+		t.Fatalf("DialService to a port that starts listening: %v", err)
+	}
+	// ...and gives up with the refusal when ctx ends first.
+	sctx0, cancel0 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel0()
+	if _, err := srv.DialService(sctx0, agent.Addr(), echoPort+2); !tailnet.IsRefused(err) {
+		t.Fatalf("DialService to a port that never listens: %v, want a refusal", err)
+	}
 
 	bob := h.StartNode(t, clientID("bob"))
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)

@@ -146,8 +146,12 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 
 func (a *agentConn) Close() error { return a.node.Close() }
 
-// dial opens a TCP connection to port of the agent.
+// dial opens a TCP connection to port of the agent (waiting a moment for
+// the agent's own services of an agent that has just joined).
 func (a *agentConn) dial(ctx context.Context, port uint16) (net.Conn, error) {
+	if sdk.AgentServicePort(port) {
+		return a.node.DialService(ctx, a.addr, port)
+	}
 	return a.node.Dial(ctx, a.addr, port)
 }
 
