@@ -31,8 +31,7 @@ func TestBrowserOnlyWebTerminal(t *testing.T) {
 		t.Fatalf("browser-only workspace page shows SSH instructions (%d, %v)", n, err)
 	}
 
-	p.do("open the terminal", chromedp.Navigate(base+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
-	p.status("connected")
+	p.openTerminal(base)
 	p.input("echo browser-only-$((6*7))\r")
 	p.waitLine("browser-only-42")
 

@@ -77,6 +77,14 @@ func (p termPage) waitFor(what, expr string, cond func(string) bool) string {
 
 const jsStatus = `document.querySelector("[data-testid=terminal-status] span").textContent`
 
+// openTerminal opens the terminal page of the owner's workspace dev (agent
+// main) on base and waits until it is connected.
+func (p termPage) openTerminal(base string) {
+	p.t.Helper()
+	p.do("open the terminal", chromedp.Navigate(base+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
+	p.status("connected")
+}
+
 // status waits until the status pill says want (a prefix) and returns it.
 func (p termPage) status(want string) string {
 	p.t.Helper()
@@ -484,8 +492,7 @@ func TestBrowserTerminalServerRestart(t *testing.T) {
 	bctx := browsertest.New(t, 120*time.Second)
 	p := termPage{t: t, ctx: bctx}
 	p.login(base, "owner", "owner-password")
-	p.do("open the terminal", chromedp.Navigate(base+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
-	p.status("connected")
+	p.openTerminal(base)
 	p.input("echo $((6*7))-before-restart\r")
 	p.waitLine("42-before-restart")
 	before := p.openVim("notes.txt")

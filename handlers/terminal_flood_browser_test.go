@@ -24,8 +24,7 @@ func TestBrowserTerminalFlood(t *testing.T) {
 	ctx := browsertest.New(t, 90*time.Second)
 	p := termPage{t: t, ctx: ctx}
 	p.login(base, "owner", "owner-password")
-	p.do("open the terminal", chromedp.Navigate(base+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
-	p.status("connected")
+	p.openTerminal(base)
 
 	p.input("yes flood-line\r")
 	p.waitFor("the flood on screen", jsScreen, func(s string) bool {

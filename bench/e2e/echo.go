@@ -41,16 +41,11 @@ func echoBench(bin, dir, base string, u *url.URL, c *sdk.Client, ag sdk.Workspac
 		return conn.WriteJSON(map[string]string{"data": k})
 	}
 	wsWait := func(want string) error {
-		var got []byte
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for !bytes.Contains(got, []byte(want)) {
+		return readUntil(want, func() ([]byte, error) {
 			_, b, err := conn.ReadMessage()
-			if err != nil {
-				return err
-			}
-			got = append(got, b...)
-		}
-		return nil
+			return b, err
+		})
 	}
 	// Until the agent is up and the prompt answers.
 	deadline := time.Now().Add(60 * time.Second)
@@ -90,16 +85,11 @@ func echoBench(bin, dir, base string, u *url.URL, c *sdk.Client, ag sdk.Workspac
 	buf := make([]byte, 4096)
 	ptyType := func(k string) error { _, err := ptmx.Write([]byte(k)); return err }
 	ptyWait := func(want string) error {
-		var got []byte
 		ptmx.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for !bytes.Contains(got, []byte(want)) {
+		return readUntil(want, func() ([]byte, error) {
 			m, err := ptmx.Read(buf)
-			if err != nil {
-				return err
-			}
-			got = append(got, buf[:m]...)
-		}
-		return nil
+			return buf[:m], err
+		})
 	}
 	if err := ptyType("echo rea\"\"dy\r"); err != nil {
 		return err
@@ -147,4 +137,17 @@ func typeKeys(n int, think time.Duration, typ func(string) error, wait func(stri
 	}
 	slices.Sort(ds)
 	return ds, nil
+}
+
+// readUntil calls read until the bytes read so far contain want.
+func readUntil(want string, read func() ([]byte, error)) error {
+	var got []byte
+	for !bytes.Contains(got, []byte(want)) {
+		b, err := read()
+		if err != nil {
+			return err
+		}
+		got = append(got, b...)
+	}
+	return nil
 }

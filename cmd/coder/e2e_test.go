@@ -22,10 +22,16 @@ import (
 // and the exit code.
 func coder(t *testing.T, cfg, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return coderEnv(t, cfg, nil, stdin, args...)
+}
+
+// coderEnv is coder with extra environment variables.
+func coderEnv(t *testing.T, cfg string, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testutil.CoderBinary(t), args...)
-	cmd.Env = append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+cfg)
+	cmd.Env = append(append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+cfg), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -51,7 +57,13 @@ func errorsAs(err error, target **exec.ExitError) bool {
 
 func mustCoder(t *testing.T, cfg string, args ...string) string {
 	t.Helper()
-	out, errOut, code := coder(t, cfg, "", args...)
+	return mustCoderEnv(t, cfg, nil, args...)
+}
+
+// mustCoderEnv is mustCoder with extra environment variables.
+func mustCoderEnv(t *testing.T, cfg string, env []string, args ...string) string {
+	t.Helper()
+	out, errOut, code := coderEnv(t, cfg, env, "", args...)
 	if code != 0 {
 		t.Fatalf("coder %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
 	}

@@ -1,8 +1,6 @@
 package main_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,16 +84,7 @@ func TestTLSOnePort(t *testing.T) {
 	cfg := filepath.Join(dir, "cli")
 	run := func(args ...string) string {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, testutil.CoderBinary(t), args...)
-		cmd.Env = append(testutil.CleanEnv(), "CODER_CONFIG_DIR="+cfg, trust)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("coder %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-		}
-		return stdout.String()
+		return mustCoderEnv(t, cfg, []string{trust}, args...)
 	}
 	run("login", srv.URL, "--first-user-username", "admin", "--first-user-password", "admin-password")
 	run("templates", "push", "default", "-f", filepath.Join("..", "..", "templates", "default.yaml"))
