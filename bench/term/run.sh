@@ -8,7 +8,10 @@
 # bulk MB/s side by side and the ratios against ttyd: measured in this run
 # when ttyd is installed, else the baseline recorded in
 # ../shared/bench/README.md (ttyd 1.7.7 dom: p50 5.9 ms, p99 20.3 ms,
-# 6.81 MB/s), labelled as such.
+# 6.81 MB/s), labelled as such. A second table splits the echo into its
+# legs: keydown to the first websocket message (the server side's share:
+# for us the relay, the tailnet, the agent and the shell) and to the rows
+# drawn by xterm.js, so a ratio can be read as network or browser time.
 #
 #   bench/term/run.sh [-r REPS (3)] [-k KEYS (200)] [-l BULK_LINES (3000000)] [-o OUT.jsonl] [-s SKIP]
 #
@@ -146,6 +149,9 @@ for (const [name, runs] of Object.entries(by)) fig[name] = {
   mbs: med(runs.flatMap((x) => (x.bulk || []).map((b) => b.mb_s))), n: runs.length,
   renderer: [...new Set(runs.map((x) => x.renderer))].join(","),
   tail_ok: runs.every((x) => (x.bulk || []).every((b) => b.tail_ok !== false)),
+  // The echo's legs: keydown to the first websocket message (the server
+  // side's share), and to the rows drawn (xterm.js's render hook).
+  ws: med(runs.map((x) => x.echo?.first_ws_msg_after_keydown?.p50)), drawn: med(runs.map((x) => x.echo?.render_hook?.p50)),
 };
 let ref = fig.ttyd, refName = "ttyd (this run)";
 if (!ref) { ref = { p50: 5.9, p99: 20.3, mbs: 6.81 }; refName = "ttyd 1.7.7 dom, recorded baseline (../shared/bench/README.md)"; }
@@ -154,5 +160,7 @@ const pad = (s, n) => String(s).padEnd(n);
 console.log("\nmedians over runs          echo p50 ms  echo p99 ms  bulk MB/s   p50 ratio  p99 ratio  bulk ratio  (ratios vs " + refName + ")");
 for (const [name, x] of Object.entries(fig)) console.log(pad(`${name} [${x.renderer}, ${x.n} runs${x.tail_ok ? "" : ", TAIL BAD"}]`, 27) +
   pad(f(x.p50), 13) + pad(f(x.p99), 13) + pad(f(x.mbs), 12) + pad(f(x.p50 / ref.p50), 11) + pad(f(x.p99 / ref.p99), 11) + f(x.mbs / ref.mbs));
+console.log("\necho legs, p50 ms (medians over runs)  keydown→first ws message  keydown→rows drawn  keydown→frame done");
+for (const [name, x] of Object.entries(fig)) console.log(pad(name, 39) + pad(f(x.ws), 26) + pad(f(x.drawn), 20) + f(x.p50));
 console.log("JSON " + JSON.stringify({ reference: refName, ref, targets: fig }));
 JS
