@@ -23,7 +23,7 @@ if want vt; then
 fi
 
 if want tailnet; then
-  head "tailnet: TCP throughput client -> agent (direct, DERP), coordination fan-out; peer: loopback iperf3"
+  head "tailnet: TCP throughput client -> agent (direct, DERP), coordination fan-out, round trip, terminal echo over loopback TCP and over the tailnet; peer: loopback iperf3"
   if [[ -x $shared/loopback-iperf.sh ]] && command -v iperf3 >/dev/null; then
     "$shared/loopback-iperf.sh" -t 5 -r 3 -q 20 || echo "loopback iperf3 failed (is iperf3 installed? apt-get install iperf3)"
   else

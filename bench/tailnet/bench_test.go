@@ -285,9 +285,7 @@ func cpuTime() time.Duration {
 // the client's connection to it.
 func connectPair(ctx context.Context, b *testing.B, blockDirect bool, serve func(net.Conn)) (cli, agent *tailnet.Node, c net.Conn) {
 	b.Helper()
-	h := tailnettest.New(b, tailnettest.Options{BlockDirect: blockDirect, TCPBufferMax: *tcpBuffer})
-	agent = h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
-	cli = h.StartNode(b, tailnet.Identity{Kind: tailnet.KindClient, ID: "key", OwnerID: "alice", Name: "cli"})
+	cli, agent = startPair(ctx, b, blockDirect)
 	ln, err := agent.Listen(9000)
 	if err != nil {
 		b.Fatal(err)
@@ -301,17 +299,34 @@ func connectPair(ctx context.Context, b *testing.B, blockDirect bool, serve func
 		defer c.Close()
 		serve(c)
 	}()
+	c, err = dialUntil(ctx, cli, agent, 9000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return cli, agent, c
+}
+
+// startPair starts a client node and an agent node of one user and waits
+// until the client knows the agent.
+func startPair(ctx context.Context, b *testing.B, blockDirect bool) (cli, agent *tailnet.Node) {
+	b.Helper()
+	h := tailnettest.New(b, tailnettest.Options{BlockDirect: blockDirect, TCPBufferMax: *tcpBuffer})
+	agent = h.StartNode(b, tailnet.Identity{Kind: tailnet.KindAgent, ID: "agent", OwnerID: "alice", Name: "dev"})
+	cli = h.StartNode(b, tailnet.Identity{Kind: tailnet.KindClient, ID: "key", OwnerID: "alice", Name: "cli"})
 	if err := cli.WaitForPeer(ctx, agent.Addr()); err != nil {
 		b.Fatal(err)
 	}
+	return cli, agent
+}
+
+// dialUntil dials the agent's port until it answers or ctx ends (the
+// path may still be forming).
+func dialUntil(ctx context.Context, cli, agent *tailnet.Node, port uint16) (net.Conn, error) {
 	for {
-		c, err = cli.Dial(ctx, agent.Addr(), 9000)
-		if err == nil {
-			b.Cleanup(func() { c.Close() })
-			return cli, agent, c
-		}
-		if ctx.Err() != nil {
-			b.Fatal(err)
+		c, err := cli.Dial(ctx, agent.Addr(), port)
+		if err == nil || ctx.Err() != nil {
+			return c, err
 		}
 	}
 }
