@@ -27,7 +27,7 @@ const UDPForwardPort = 4
 // reservedPort tells whether p is one of the agent's own tailnet ports,
 // which are never forwarded to localhost.
 func reservedPort(p uint16) bool {
-	return p == sdk.AgentSSHPort || p == sdk.AgentReconnectingPTYPort || p == sdk.AgentSpeedtestPort || p == UDPForwardPort
+	return sdk.AgentServicePort(p) || p == UDPForwardPort
 }
 
 // ReservedPort tells whether port is one of the agent's own tailnet ports
