@@ -124,6 +124,14 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 		log.Debug("agent hello", "err", err)
 		return nil
 	}
+	if field, ok := badHello(hello); ok {
+		// Bad input from an agent, not a server fault: refuse it with a
+		// reason the agent logs, and record nothing.
+		log.Warn("agent hello refused", "field", field)
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation,
+			"hello field "+field+" has a NUL byte or is too long"), time.Now().Add(time.Second))
+		return nil
+	}
 	// The manifest goes out before the agent counts as connected, so that
 	// "connected" means the agent has what it needs to serve.
 	spec := agentSpec(ag)
@@ -174,4 +182,21 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+}
+
+// badHello names a field of an agent's hello that cannot be stored: one
+// with a NUL byte (PostgreSQL refuses it) or longer than a path.
+func badHello(h sdk.AgentHello) (string, bool) {
+	if f, ok := nulField(&h); ok {
+		return f, true
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"version", h.Version, 256}, {"os", h.OS, 64}, {"arch", h.Arch, 64}, {"hostname", h.Hostname, 255}, {"directory", h.Directory, 4096}} {
+		if len(f.v) > f.max {
+			return f.name, true
+		}
+	}
+	return "", false
 }

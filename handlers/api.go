@@ -278,7 +278,7 @@ func (a *API) routes() {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.serveError(w, r, &HTTPError{Code: http.StatusForbidden, Msg: "Cross-site request refused. Submit the form from the dashboard itself."})
 	}))
-	browser := cop.Handler(a.sessions.LoadAndSave(securityHeaders(mux)))
+	browser := a.refuseNULPath(cop.Handler(a.sessions.LoadAndSave(securityHeaders(mux))))
 	a.handler = a.metrics.instrument(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tailnetPaths[r.URL.Path] {
 			a.tailnet.ServeHTTP(w, r)

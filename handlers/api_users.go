@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -77,16 +78,22 @@ func (a *API) serveCreateFirstUser(w http.ResponseWriter, r *http.Request) error
 
 // checkLogin verifies a login and password under the rate limit.
 func (a *API) checkLogin(r *http.Request, login, password string) (store.User, error) {
-	if !a.limiter.allow("ip:"+clientIP(r), "login:"+strings.ToLower(login)) {
-		return store.User{}, &HTTPError{Code: http.StatusTooManyRequests, Msg: "Too many login attempts. Wait a minute and try again."}
-	}
 	u, err := a.db.UserByLogin(r.Context(), login)
-	if errors.Is(err, store.ErrNotFound) {
-		checkPassword(dummyHash, password)
-		return store.User{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "Incorrect username, email or password."}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, err
+	}
+	// One bucket per account however it is named (username or email, any
+	// case); an unknown login gets its own, normalised.
+	account := "id:" + u.ID
+	if err != nil {
+		account = "login:" + strings.ToLower(strings.TrimSpace(login))
+	}
+	if !a.limiter.allow(limitAddr(r), account) {
+		return store.User{}, &HTTPError{Code: http.StatusTooManyRequests, Msg: "Too many login attempts from your address. Wait a minute and try again."}
 	}
 	if err != nil {
-		return store.User{}, err
+		checkPassword(dummyHash, password)
+		return store.User{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "Incorrect username, email or password."}
 	}
 	if !checkPassword(u.PasswordHash, password) {
 		return store.User{}, &HTTPError{Code: http.StatusUnauthorized, Msg: "Incorrect username, email or password."}
@@ -206,14 +213,17 @@ func (a *API) deleteUser(r *http.Request, p string) error {
 	if u.ID == userFrom(r).ID {
 		return badRequest("You cannot delete yourself.")
 	}
-	ws, err := a.db.ListWorkspaces(r.Context(), u.ID)
+	// A user who owns workspaces is refused, as Coder does: deleting the
+	// user alone would leave the workspaces running, and started again at
+	// the next server start, with nobody to stop them.
+	err = a.db.DeleteUser(r.Context(), u.ID)
+	var hw *store.UserHasWorkspacesError
+	if errors.As(err, &hw) {
+		return &HTTPError{Code: http.StatusConflict, Err: err, Msg: fmt.Sprintf(
+			"%s still owns %d workspace(s): %s. Delete them first (coder delete, or from the workspace page), then delete the user.",
+			u.Username, len(hw.Workspaces), strings.Join(hw.Workspaces, ", "))}
+	}
 	if err != nil {
-		return err
-	}
-	for _, w := range ws {
-		a.stopAgents(r.Context(), w)
-	}
-	if err := a.db.DeleteUser(r.Context(), u.ID); err != nil {
 		return err
 	}
 	a.onUserDeleted(u.ID)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -231,29 +232,104 @@ func (a *API) withOwner(h handlerFunc) http.HandlerFunc {
 	})
 }
 
-// loginLimiter rate-limits login attempts per client address and per login
-// name: a burst of 10, then one every 6 s.
+// loginLimiter rate-limits login attempts with token buckets per client
+// address and per (address, account), so that a flood from one address
+// neither locks the account out for everyone else nor gets to guess on.
+// A bucket that has refilled is as good as none, so it is forgotten; memory
+// is bounded by maxBuckets, and when that many buckets are all still
+// draining, attempts from new keys are refused until some refill (limits
+// are never reset to make room).
 type loginLimiter struct {
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+	// lastSweep is when full buckets were last dropped.
+	lastSweep time.Time
+	// now and maxBuckets are set by tests; zero means time.Now and
+	// defaultMaxLoginBuckets.
+	now        func() time.Time
+	maxBuckets int
 }
 
-func (l *loginLimiter) allow(keys ...string) bool {
+// Login limits: per (address, account) a burst of 10 then one every 6 s;
+// per address (all accounts) a burst of 30 then one every 2 s.
+const (
+	loginAccountBurst      = 10
+	loginAccountEvery      = 6 * time.Second
+	loginAddressBurst      = 30
+	loginAddressEvery      = 2 * time.Second
+	defaultMaxLoginBuckets = 100_000
+)
+
+// allow takes one attempt from the buckets of addr and of (addr, account),
+// or from neither when either is empty. account must be normalised by the
+// caller (the user's id when the login names a user).
+func (l *loginLimiter) allow(addr, account string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.m == nil || len(l.m) > 100_000 {
-		l.m = map[string]*rate.Limiter{}
+	now := time.Now()
+	if l.now != nil {
+		now = l.now()
 	}
-	ok := true
-	for _, k := range keys {
-		lim := l.m[k]
-		if lim == nil {
-			lim = rate.NewLimiter(rate.Every(6*time.Second), 10)
-			l.m[k] = lim
-		}
-		if !lim.Allow() {
-			ok = false
+	if l.buckets == nil {
+		l.buckets = map[string]*rate.Limiter{}
+	}
+	addrLim, ok := l.bucketLocked("a\x00"+addr, loginAddressEvery, loginAddressBurst, now)
+	if !ok {
+		return false
+	}
+	if addrLim.TokensAt(now) < 1 {
+		return false
+	}
+	acctLim, ok := l.bucketLocked("u\x00"+addr+"\x00"+account, loginAccountEvery, loginAccountBurst, now)
+	if !ok {
+		return false
+	}
+	if acctLim.TokensAt(now) < 1 {
+		return false
+	}
+	addrLim.AllowN(now, 1)
+	acctLim.AllowN(now, 1)
+	return true
+}
+
+// bucketLocked returns key's bucket, creating a full one; ok is false when
+// there is no room for a new bucket.
+func (l *loginLimiter) bucketLocked(key string, every time.Duration, burst int, now time.Time) (*rate.Limiter, bool) {
+	if b := l.buckets[key]; b != nil {
+		return b, true
+	}
+	max := l.maxBuckets
+	if max == 0 {
+		max = defaultMaxLoginBuckets
+	}
+	if len(l.buckets) >= max && now.Sub(l.lastSweep) >= time.Second {
+		l.lastSweep = now
+		for k, b := range l.buckets {
+			if b.TokensAt(now) >= float64(b.Burst()) {
+				delete(l.buckets, k)
+			}
 		}
 	}
-	return ok
+	if len(l.buckets) >= max {
+		return nil, false
+	}
+	b := rate.NewLimiter(rate.Every(every), burst)
+	l.buckets[key] = b
+	return b, true
+}
+
+// limitAddr is the address a login is limited by: the client's IP, and
+// for IPv6 its /64 (one host usually holds a whole /64).
+func limitAddr(r *http.Request) string {
+	host := clientIP(r)
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }

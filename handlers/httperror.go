@@ -127,5 +127,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if dec.More() {
 		return badRequest("The request body has data after the JSON object.")
 	}
+	if field, ok := nulField(v); ok {
+		return errNUL(field)
+	}
 	return nil
 }

@@ -110,6 +110,9 @@ func formErrors(err error, f *web.AuthForm) bool {
 }
 
 func (a *API) serveSetupForm(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(w, r); err != nil {
+		return err
+	}
 	req := sdk.CreateFirstUserRequest{Username: r.PostFormValue("username"), Email: r.PostFormValue("email"), Password: r.PostFormValue("password")}
 	u, err := a.createFirstUser(r, req)
 	if err != nil {
@@ -152,6 +155,9 @@ func (a *API) serveLoginPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) serveLoginForm(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(w, r); err != nil {
+		return err
+	}
 	login, redirect := r.PostFormValue("login"), r.PostFormValue("redirect")
 	u, err := a.checkLogin(r, login, r.PostFormValue("password"))
 	if err != nil {
@@ -233,6 +239,9 @@ func (a *API) workspacesPage(r *http.Request) (web.WorkspacesPage, error) {
 }
 
 func (a *API) serveCreateWorkspaceForm(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(w, r); err != nil {
+		return err
+	}
 	req := sdk.CreateWorkspaceRequest{Name: r.PostFormValue("name"), Template: r.PostFormValue("template")}
 	v, err := a.createWorkspace(r, req)
 	if err != nil {
@@ -450,6 +459,9 @@ func (a *API) serveUsersPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) serveCreateUserForm(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(w, r); err != nil {
+		return err
+	}
 	req := sdk.CreateUserRequest{Username: r.PostFormValue("username"), Email: r.PostFormValue("email"),
 		Password: r.PostFormValue("password"), Role: r.PostFormValue("role")}
 	if _, err := a.createUser(r, req); err != nil {

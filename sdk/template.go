@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -168,6 +169,9 @@ func (t *Template) validate(doc *yaml.Node) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return bad(fmt.Sprintf("agent_url %q must be an http or https URL", t.AgentURL), "agent_url")
 		}
+		if err := checkPort(u); err != nil {
+			return bad(fmt.Sprintf("agent_url %q: %v", t.AgentURL, err), "agent_url")
+		}
 	}
 	if len(t.Agents) == 0 {
 		return bad("a template needs at least one agent under agents:", "agents")
@@ -200,6 +204,9 @@ func (t *Template) validate(doc *yaml.Node) error {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return bad(fmt.Sprintf("app %q: url %q must be an http URL on the agent, like http://localhost:8080", app.Slug, app.URL), at("url")...)
 			}
+			if err := checkPort(u); err != nil {
+				return bad(fmt.Sprintf("app %q: url %q: %v", app.Slug, app.URL, err), at("url")...)
+			}
 			switch app.Share {
 			case "":
 				app.Share = ShareOwner
@@ -208,8 +215,12 @@ func (t *Template) validate(doc *yaml.Node) error {
 				return bad(fmt.Sprintf("app %q: share %q is not one of owner, authenticated, public", app.Slug, app.Share), at("share")...)
 			}
 			if h := app.Healthcheck; h != nil {
-				if _, err := url.Parse(h.URL); err != nil || h.URL == "" {
+				hu, err := url.Parse(h.URL)
+				if err != nil || h.URL == "" {
 					return bad(fmt.Sprintf("app %q: healthcheck url %q is not a URL", app.Slug, h.URL), at("healthcheck")...)
+				}
+				if err := checkPort(hu); err != nil {
+					return bad(fmt.Sprintf("app %q: healthcheck url %q: %v", app.Slug, h.URL, err), at("healthcheck")...)
 				}
 				if h.Interval <= 0 {
 					h.Interval = 5
@@ -219,6 +230,23 @@ func (t *Template) validate(doc *yaml.Node) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// checkPort checks that u's port, if it names one, is a TCP port
+// (1 to 65535).
+func checkPort(u *url.URL) error {
+	p := u.Port()
+	if p == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return errors.New("the port after \":\" is empty")
+		}
+		return nil
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %s is not a TCP port (1 to 65535)", p)
 	}
 	return nil
 }

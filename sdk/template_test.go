@@ -61,6 +61,11 @@ func TestParseTemplateErrors(t *testing.T) {
 		{"bad share", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost\n        share: everyone\n", 6, "share"},
 		{"duplicate slug", "agents:\n  - name: a\n    apps:\n      - {slug: web, url: 'http://localhost'}\n      - {slug: web, url: 'http://localhost'}\n", 5, "used twice"},
 		{"bad agent_url", "agent_url: ftp://x\nagents: [{name: a}]\n", 1, "agent_url"},
+		{"app port out of range", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:99999\n", 5, "not a TCP port"},
+		{"app port zero", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:0\n", 5, "not a TCP port"},
+		{"app port empty", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: 'http://localhost:'\n", 5, "port"},
+		{"healthcheck port", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        healthcheck: {url: 'http://localhost:70000/healthz'}\n", 6, "not a TCP port"},
+		{"agent_url port", "agent_url: http://x:65536\nagents: [{name: a}]\n", 1, "not a TCP port"},
 		{"wrong type", "agents: 5\n", 1, ""},
 		{"too big", strings.Repeat("#", sdk.MaxTemplateSize+1), 0, "limit"},
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,16 +116,46 @@ func (db *DB) ListUsers(ctx context.Context) ([]User, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
 }
 
-// DeleteUser marks the user deleted and deletes its API keys and sessions
-// in one transaction.
+// UserHasWorkspacesError is what DeleteUser returns for a user who still
+// owns workspaces: they must be deleted first, so that nothing of the user
+// keeps running (or is started again at the next server start).
+type UserHasWorkspacesError struct {
+	// Workspaces are the names of the user's workspaces, sorted.
+	Workspaces []string
+}
+
+func (e *UserHasWorkspacesError) Error() string {
+	return fmt.Sprintf("user owns %d workspaces: %s", len(e.Workspaces), strings.Join(e.Workspaces, ", "))
+}
+
+// DeleteUser marks the user deleted and deletes its API keys in one
+// transaction. A user who owns workspaces is not deleted: the error is a
+// *UserHasWorkspacesError naming them. The user's row is locked for the
+// check, so a workspace created at the same moment waits for the delete
+// (and then fails, see CreateWorkspace).
 func (db *DB) DeleteUser(ctx context.Context, id string) error {
 	return db.InTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE users SET deleted = true WHERE id = $1 AND NOT deleted`, id)
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 AND NOT deleted FOR UPDATE`, id).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return ErrNotFound
+		rows, err := tx.Query(ctx, `SELECT name FROM workspaces WHERE owner_id = $1 ORDER BY name`, id)
+		if err != nil {
+			return err
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return &UserHasWorkspacesError{Workspaces: names}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE users SET deleted = true WHERE id = $1`, id); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM api_keys WHERE user_id = $1`, id)
 		return err

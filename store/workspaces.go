@@ -131,6 +131,12 @@ func scanAgent(row pgx.Row) (Agent, error) {
 // ErrConflict when the owner already has a workspace of that name.
 func (db *DB) CreateWorkspace(ctx context.Context, w Workspace, agents []Agent) (Workspace, error) {
 	err := db.InTx(ctx, func(tx pgx.Tx) error {
+		// The owner must exist and stay until the insert commits (DeleteUser
+		// locks the row FOR UPDATE while it checks for workspaces).
+		var one int
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 AND NOT deleted FOR SHARE`, w.OwnerID).Scan(&one); err != nil {
+			return notFound(err)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO workspaces (id, owner_id, template_id, name, desired_state)
 			VALUES ($1, $2, $3, $4, $5)`, w.ID, w.OwnerID, w.TemplateID, w.Name, w.DesiredState); err != nil {
 			return notFound(err)
