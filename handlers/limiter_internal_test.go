@@ -21,6 +21,15 @@ func TestLoginLimiterBounded(t *testing.T) {
 	if l.allow("192.0.2.1", "id:victim") {
 		t.Fatal("attempt past the burst allowed")
 	}
+	// One address spraying many accounts meets the address's limit.
+	for i := range loginAddressBurst - loginAccountBurst {
+		if !l.allow("192.0.2.1", fmt.Sprintf("login:spray%d", i)) {
+			t.Fatalf("spray attempt %d refused, want %d in all from the address", i, loginAddressBurst)
+		}
+	}
+	if l.allow("192.0.2.1", "login:one-more") {
+		t.Fatal("attempt past the address's burst allowed")
+	}
 	// 100k logins with distinct names from distinct addresses.
 	for i := range 100_000 {
 		l.allow(fmt.Sprintf("198.51.%d.%d", i/256%256, i%256), fmt.Sprintf("login:u%d", i))
