@@ -282,7 +282,15 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	if err != nil {
 		return fmt.Errorf("find own executable for local agents: %w", err)
 	}
-	prov := &handlers.ProcessProvisioner{Binary: exe, Dir: filepath.Join(configDir, "workspaces"), Logger: logger.With("component", "provisioner")}
+	// Agents get a clean environment (none of the server's secrets): of
+	// ours, only PATH and LANG.
+	var agentEnv []string
+	for _, k := range []string{"PATH", "LANG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			agentEnv = append(agentEnv, k+"="+v)
+		}
+	}
+	prov := &handlers.ProcessProvisioner{Binary: exe, Dir: configDir, Env: agentEnv, Logger: logger.With("component", "provisioner")}
 	defer prov.Close()
 
 	api, err := handlers.New(handlers.Options{

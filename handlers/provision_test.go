@@ -1,0 +1,302 @@
+package handlers_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gatewaydev/coder/handlers"
+	"github.com/gatewaydev/coder/internal/testutil"
+	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/store/storetest"
+	"github.com/gatewaydev/coder/terminal/terminaltest"
+)
+
+const localTemplate = "provisioner: local\nagents:\n  - name: main\n"
+
+// requireRoot fails a test that needs root to create OS accounts: CI runs
+// the tests as root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates OS accounts (useradd) and must run as root: run it with sudo, or in CI as root")
+	}
+}
+
+// isolatingProvisioner is the real local provisioner, as a root server
+// runs it, with its state in a directory other OS users can traverse;
+// cleanup removes the OS accounts it created.
+func isolatingProvisioner(t *testing.T) *handlers.ProcessProvisioner {
+	t.Helper()
+	requireRoot(t)
+	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
+	t.Cleanup(func() { prov.Close() })
+	return prov
+}
+
+// agentProcess is a local agent process as seen from /proc.
+type agentProcess struct {
+	pid     int
+	uid     int
+	account string
+	dir     string // its directory (cwd)
+	token   string // contents of its token file
+}
+
+// findAgent waits for wk's agent to connect and finds its process (by its
+// working directory under the provisioner's dir).
+func findAgent(t *testing.T, c *sdk.Client, prov *handlers.ProcessProvisioner, name string) (sdk.Workspace, agentProcess) {
+	t.Helper()
+	var wk sdk.Workspace
+	testutil.Eventually(t, 60*time.Second, name+"'s agent to connect", func() bool {
+		w, err := c.Workspace(testContext(t), name)
+		wk = w
+		return err == nil && w.Agents[0].Status == sdk.AgentConnected
+	})
+	dir := filepath.Join(prov.Dir, "workspaces", wk.ID, "main")
+	ap := agentProcess{dir: dir}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); cwd != dir {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == "Uid:" {
+				ap.pid = pid
+				ap.uid, _ = strconv.Atoi(f[2]) // effective
+			}
+		}
+	}
+	if ap.pid == 0 {
+		t.Fatalf("no agent process runs in %s", dir)
+	}
+	u, err := user.LookupId(strconv.Itoa(ap.uid))
+	if err != nil {
+		t.Fatalf("agent of %s runs as uid %d, which has no account: %v", name, ap.uid, err)
+	}
+	ap.account = u.Username
+	tok, err := os.ReadFile(filepath.Join(dir, "agent-token"))
+	if err != nil {
+		t.Fatalf("agent token file: %v", err)
+	}
+	ap.token = strings.TrimSpace(string(tok))
+	return wk, ap
+}
+
+// TestLocalWorkspaceIsolation is issue 12's report: a member's local
+// workspace ran as the server's (root) user and read the server's secrets
+// and every other agent's token. Now each user's agent runs as an OS
+// account of their own, with a clean environment and its token in a file
+// only it can read; from a member's web terminal, every secret of the
+// report is out of reach.
+func TestLocalWorkspaceIsolation(t *testing.T) {
+	t.Parallel()
+	prov := isolatingProvisioner(t)
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov; o.tailnet = true })
+	ts.pushTemplate(t, "local", localTemplate)
+	alice := ts.member(t, "alice")
+	bob := ts.member(t, "bob")
+	createWorkspace(t, alice, "dev", "local")
+	createWorkspace(t, bob, "dev", "local")
+	aw, a := findAgent(t, alice, prov, "dev")
+	_, b := findAgent(t, bob, prov, "dev")
+
+	// Each runs as an unprivileged account of its user alone, named after
+	// them, with a home in the provisioner's dir.
+	for _, c := range []struct {
+		login string
+		ap    agentProcess
+	}{{"alice", a}, {"bob", b}} {
+		if c.ap.uid == 0 || c.ap.account == "postgres" || !strings.HasPrefix(c.ap.account, "coder-"+c.login) {
+			t.Errorf("%s's agent runs as %s (uid %d), want an account coder-%s…", c.login, c.ap.account, c.ap.uid, c.login)
+		}
+		u, _ := user.LookupId(strconv.Itoa(c.ap.uid))
+		home := filepath.Join(prov.Dir, "homes", c.ap.account)
+		if u == nil || u.HomeDir != home {
+			t.Errorf("%s's account home %v, want %s", c.login, u, home)
+		}
+		for path, mode := range map[string]os.FileMode{home: 0o700, c.ap.dir: 0o700, filepath.Join(c.ap.dir, "agent-token"): 0o600} {
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			st := int(fi.Sys().(*syscall.Stat_t).Uid)
+			if fi.Mode().Perm() != mode || st != c.ap.uid {
+				t.Errorf("%s: mode %v owner %d, want %v owned by %s", path, fi.Mode().Perm(), st, mode, c.ap.account)
+			}
+		}
+		// The token is in neither the environment nor the command line.
+		for _, f := range []string{"environ", "cmdline"} {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", c.ap.pid, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(data, []byte(c.ap.token)) {
+				t.Errorf("%s's agent token is in /proc/%d/%s", c.login, c.ap.pid, f)
+			}
+			if f == "environ" && bytes.Contains(data, []byte("CODER_PG_CONNECTION_URL")) {
+				t.Errorf("%s's agent inherited the server's environment: %q", c.login, data)
+			}
+		}
+	}
+	if a.uid == b.uid {
+		t.Fatalf("alice's and bob's agents share uid %d", a.uid)
+	}
+
+	// The built-in PostgreSQL: its password file and a superuser login
+	// without the password.
+	pgURL, err := url.Parse(storetest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgPassword, _ := pgURL.User.Password()
+	pgPasswordFile := ""
+	var files []string
+	for _, root := range []string{"/dev/shm", os.TempDir()} { // where storetest keeps its cluster
+		f, _ := filepath.Glob(filepath.Join(root, "coder-storetest-*", "postgres", "password"))
+		files = append(files, f...)
+	}
+	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(data)) == pgPassword {
+			pgPasswordFile = f
+		}
+	}
+	if pgPasswordFile == "" {
+		t.Fatalf("no password file of the test's built-in PostgreSQL among %q", files)
+	}
+	// The owner's password file, as scripts/dev.sh writes it: umask 077 in
+	// a traversable state dir.
+	devState := filepath.Join(testutil.ProvisionerDir(t), ".coder-dev")
+	if err := os.Mkdir(devState, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	adminPassword := filepath.Join(devState, "admin-password")
+	if err := os.WriteFile(adminPassword, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	term := terminaltest.DialBrowser(t, "ws://"+ts.URL.Host+"/api/v2/workspaceagents/"+aw.Agents[0].ID+"/pty?"+url.Values{"reconnect": {uuid.NewString()}}.Encode(),
+		terminaltest.BrowserOptions{Header: tokenHeader(alice.Token)})
+	// The shell works, as alice's account, and reads alice's own token.
+	term.Type("echo who=$(id -un); echo own=$(cat " + filepath.Join(a.dir, "agent-token") + " | wc -c)\r")
+	term.WaitText("who=" + a.account + "\r")
+	term.WaitText(fmt.Sprintf("own=%d", len(a.token)+1))
+	denied := map[string]string{
+		"the built-in PostgreSQL's password":     "cat " + pgPasswordFile,
+		"bob's home":                             "ls " + filepath.Join(prov.Dir, "homes", b.account),
+		"bob's agent's environment":              fmt.Sprintf("cat /proc/%d/environ", b.pid),
+		"bob's agent's token file":               "cat " + filepath.Join(b.dir, "agent-token"),
+		"bob's agent's directory":                "ls " + b.dir,
+		"the owner's password file (dev.sh)":     "cat " + adminPassword,
+		"the agent logs (written by the server)": "cat " + filepath.Join(filepath.Dir(a.dir), "main.log"),
+	}
+	i := 0
+	for what, cmd := range denied {
+		i++
+		// Count the lines that say so: the typed command's echo has none.
+		term.Type(fmt.Sprintf("echo check%d=$(%s 2>&1 | grep -c 'Permission denied')\r", i, cmd))
+		term.WaitFor(15*time.Second, what, func(out []byte) bool {
+			return bytes.Contains(out, []byte(fmt.Sprintf("check%d=1\r", i))) || bytes.Contains(out, []byte(fmt.Sprintf("check%d=0\r", i)))
+		})
+		if bytes.Contains(term.Output(), []byte(fmt.Sprintf("check%d=0\r", i))) {
+			t.Errorf("alice's terminal could read %s (%s)", what, cmd)
+		}
+	}
+	// The database as superuser without the password: refused.
+	term.Type(fmt.Sprintf("PGCONNECT_TIMEOUT=5 psql -w -h %s -p %s -U postgres -c 'select 42*1000' postgres; echo psql=$?\r", pgURL.Hostname(), pgURL.Port()))
+	term.WaitFor(30*time.Second, "psql", func(out []byte) bool {
+		return bytes.Contains(out, []byte("psql=")) && !bytes.HasSuffix(out, []byte("psql=$?"))
+	})
+	testutil.Eventually(t, 30*time.Second, "psql to finish", func() bool {
+		return bytes.Contains(term.Output(), []byte("psql=2\r")) || bytes.Contains(term.Output(), []byte("psql=0\r")) || bytes.Contains(term.Output(), []byte("psql=1\r"))
+	})
+	if out := term.Output(); bytes.Contains(out, []byte("42000")) || !bytes.Contains(out, []byte("psql=2\r")) {
+		t.Errorf("psql as superuser without the password did not fail to connect:\n%s", out)
+	}
+}
+
+// TestLocalWorkspaceNeedsIsolation: a server that cannot give each user
+// an OS account (not root) refuses a member's local workspace, in the API
+// and in the dashboard form, with what to do instead; an owner's works.
+func TestLocalWorkspaceNeedsIsolation(t *testing.T) {
+	t.Parallel()
+	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t)}
+	t.Cleanup(func() { prov.Close() })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts.pushTemplate(t, "local", localTemplate)
+	ts.pushTemplate(t, "base", testTemplate)
+	alice := ts.member(t, "alice")
+
+	err := alice.Request(testContext(t), http.MethodPost, "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: "dev", Template: "local"}, nil)
+	var se *sdk.Error
+	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || !strings.Contains(se.Message, "provisioner: manual") || !strings.Contains(se.Message, "root") {
+		t.Fatalf("member's local workspace: %v, want 403 naming root and a manual template", err)
+	}
+	var ws []sdk.Workspace
+	if err := alice.Request(testContext(t), http.MethodGet, "/api/v2/workspaces", nil, &ws); err != nil || len(ws) != 0 {
+		t.Fatalf("the refused create left workspaces: %+v (%v)", ws, err)
+	}
+	b := loggedIn(t, ts, "alice", "alice-password")
+	resp := b.do("POST", "/workspaces", url.Values{"name": {"dev"}, "template": {"local"}}, nil)
+	body := readBody(t, resp)
+	if errs := byTestID(t, body, "form-error"); resp.StatusCode != http.StatusForbidden || len(errs) != 1 || !strings.Contains(errs[0], "provisioner: manual") {
+		t.Fatalf("dashboard form: status %d, errors %q", resp.StatusCode, errs)
+	}
+	// A manual template still works for the member; a local one for the
+	// owner.
+	createWorkspace(t, alice, "remote", "base")
+	createWorkspace(t, ts.Owner, "dev", "local")
+	testutil.Eventually(t, 60*time.Second, "the owner's local agent to connect", func() bool {
+		w, err := ts.Owner.Workspace(testContext(t), "dev")
+		return err == nil && w.Agents[0].Status == sdk.AgentConnected
+	})
+}
+
+// TestUserRemovalRemovesAccount: deleting a user (after their workspaces)
+// removes their OS account and its home.
+func TestUserRemovalRemovesAccount(t *testing.T) {
+	t.Parallel()
+	prov := isolatingProvisioner(t)
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov; o.tailnet = true })
+	ts.pushTemplate(t, "local", localTemplate)
+	carol := ts.member(t, "carol")
+	createWorkspace(t, carol, "dev", "local")
+	wk, ap := findAgent(t, carol, prov, "dev")
+	home := filepath.Join(prov.Dir, "homes", ap.account)
+	if _, err := os.Stat(home); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.Request(testContext(t), http.MethodDelete, "/api/v2/workspaces/"+wk.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Owner.Request(testContext(t), http.MethodDelete, "/api/v2/users/carol", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.Lookup(ap.account); err == nil {
+		t.Errorf("OS account %s still exists after its user was deleted", ap.account)
+	}
+	if _, err := os.Stat(home); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("home %s after its user was deleted: %v", home, err)
+	}
+}
