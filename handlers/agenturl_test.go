@@ -66,7 +66,7 @@ func forwarder(t *testing.T, target string) (addr string, conns *atomic.Int64) {
 // the same server), and the agent connects through it.
 func TestTemplateAgentURL(t *testing.T) {
 	t.Parallel()
-	rec := &urlRecorder{ProcessProvisioner: &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t)}}
+	rec := &urlRecorder{ProcessProvisioner: &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}}
 	t.Cleanup(func() { rec.Close() })
 	ts := newTestServer(t, func(o *testOptions) { o.provisioner = rec; o.tailnet = true })
 	addr, conns := forwarder(t, ts.URL.Host)

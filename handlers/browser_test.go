@@ -22,7 +22,7 @@ import (
 // local provisioner) turn connected without reloading the page.
 func TestBrowserFirstRun(t *testing.T) {
 	t.Parallel()
-	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t)}
+	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
 	t.Cleanup(func() { prov.Close() })
 	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov; o.noFirstUser = true })
 	ctx := browsertest.New(t, 90*time.Second)

@@ -155,8 +155,16 @@ func TestLocalWorkspaceIsolation(t *testing.T) {
 			if bytes.Contains(data, []byte(c.ap.token)) {
 				t.Errorf("%s's agent token is in /proc/%d/%s", c.login, c.ap.pid, f)
 			}
-			if f == "environ" && bytes.Contains(data, []byte("CODER_PG_CONNECTION_URL")) {
-				t.Errorf("%s's agent inherited the server's environment: %q", c.login, data)
+			if f != "environ" {
+				continue
+			}
+			// A minimal environment, none of the server's.
+			allowed := map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true, "LANG": true,
+				"CODER_AGENT_URL": true, "CODER_AGENT_TOKEN_FILE": true, "CODER_AGENT_DIRECTORY": true}
+			for _, kv := range bytes.Split(bytes.TrimRight(data, "\x00"), []byte{0}) {
+				if k, _, _ := strings.Cut(string(kv), "="); !allowed[k] {
+					t.Errorf("%s's agent has %s in its environment, want only %v", c.login, k, allowed)
+				}
 			}
 		}
 	}
@@ -241,7 +249,7 @@ func TestLocalWorkspaceIsolation(t *testing.T) {
 // and in the dashboard form, with what to do instead; an owner's works.
 func TestLocalWorkspaceNeedsIsolation(t *testing.T) {
 	t.Parallel()
-	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t)}
+	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t), NoIsolation: true}
 	t.Cleanup(func() { prov.Close() })
 	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
 	ts.pushTemplate(t, "local", localTemplate)

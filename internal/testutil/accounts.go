@@ -1,11 +1,13 @@
 package testutil
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // ProvisionerDir returns a new directory for a local provisioner's state
@@ -44,9 +46,17 @@ func RemoveAccountsUnder(t testing.TB, dir string) {
 		if len(f) != 7 || !strings.HasPrefix(f[5], dir+string(filepath.Separator)) {
 			continue
 		}
-		// A test may already have removed it (a deleted user).
-		if out, err := exec.Command("userdel", "--force", f[0]).CombinedOutput(); err != nil {
-			t.Logf("userdel %s: %v: %s", f[0], err, out)
-		}
+		// Another process may hold the /etc/passwd lock: try again.
+		Eventually(t, 30*time.Second, "userdel "+f[0], func() bool {
+			out, err := exec.Command("userdel", "--force", f[0]).CombinedOutput()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && ee.ExitCode() == 6 { // no such user: the test removed it
+				return true
+			}
+			if err != nil {
+				t.Logf("userdel %s: %v: %s", f[0], err, out)
+			}
+			return err == nil
+		})
 	}
 }
