@@ -308,3 +308,43 @@ func TestUserRemovalRemovesAccount(t *testing.T) {
 		t.Errorf("home %s after its user was deleted: %v", home, err)
 	}
 }
+
+// TestStartWorkspacesNeedsIsolation: a member's local workspace made while
+// the server could isolate it (root) is not started by a server that
+// cannot (StartWorkspaces skips it, and starting it by hand is refused),
+// while the owner's still is.
+func TestStartWorkspacesNeedsIsolation(t *testing.T) {
+	t.Parallel()
+	prov := isolatingProvisioner(t)
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts.pushTemplate(t, "local", localTemplate)
+	alice := ts.member(t, "alice")
+	aliceWS := createWorkspace(t, alice, "dev", "local")
+	createWorkspace(t, ts.Owner, "dev", "local")
+	prov.Close()
+
+	rec := &urlRecorder{ProcessProvisioner: &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t), NoIsolation: true}}
+	t.Cleanup(func() { rec.Close() })
+	ts2 := newTestServer(t, func(o *testOptions) { o.provisioner = rec; o.db = ts.DB; o.noFirstUser = true })
+	if err := ts2.API.StartWorkspaces(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	started := len(rec.urls)
+	rec.mu.Unlock()
+	if started != 1 {
+		t.Fatalf("a server that cannot isolate started %d agents, want 1 (the owner's)", started)
+	}
+	alice2 := ts2.client(ts2.login(t, "alice", "alice-password"))
+	err := alice2.Request(testContext(t), http.MethodPost, "/api/v2/workspaces/"+aliceWS.ID+"/start", nil, nil)
+	var se *sdk.Error
+	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden || !strings.Contains(se.Message, "provisioner: manual") {
+		t.Fatalf("starting the member's local workspace: %v, want 403", err)
+	}
+	rec.mu.Lock()
+	started = len(rec.urls)
+	rec.mu.Unlock()
+	if started != 1 {
+		t.Fatalf("the refused start started an agent (%d started)", started)
+	}
+}
