@@ -2,13 +2,17 @@ package handlers_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,8 +60,8 @@ type agentProcess struct {
 }
 
 // findAgent waits for wk's agent to connect and finds its process (by its
-// working directory under the provisioner's dir).
-func findAgent(t *testing.T, c *sdk.Client, prov *handlers.ProcessProvisioner, name string) (sdk.Workspace, agentProcess) {
+// working directory under the provisioner's state root).
+func findAgent(t *testing.T, c *sdk.Client, root, name string) (sdk.Workspace, agentProcess) {
 	t.Helper()
 	var wk sdk.Workspace
 	testutil.Eventually(t, 60*time.Second, name+"'s agent to connect", func() bool {
@@ -65,7 +69,7 @@ func findAgent(t *testing.T, c *sdk.Client, prov *handlers.ProcessProvisioner, n
 		wk = w
 		return err == nil && w.Agents[0].Status == sdk.AgentConnected
 	})
-	dir := filepath.Join(prov.Dir, "workspaces", wk.ID, "main")
+	dir := filepath.Join(root, "workspaces", wk.ID, "main")
 	ap := agentProcess{dir: dir}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -118,8 +122,8 @@ func TestLocalWorkspaceIsolation(t *testing.T) {
 	bob := ts.member(t, "bob")
 	createWorkspace(t, alice, "dev", "local")
 	createWorkspace(t, bob, "dev", "local")
-	aw, a := findAgent(t, alice, prov, "dev")
-	_, b := findAgent(t, bob, prov, "dev")
+	aw, a := findAgent(t, alice, prov.Dir, "dev")
+	_, b := findAgent(t, bob, prov.Dir, "dev")
 
 	// Each runs as an unprivileged account of its user alone, named after
 	// them, with a home in the provisioner's dir.
@@ -290,7 +294,7 @@ func TestUserRemovalRemovesAccount(t *testing.T) {
 	ts.pushTemplate(t, "local", localTemplate)
 	carol := ts.member(t, "carol")
 	createWorkspace(t, carol, "dev", "local")
-	wk, ap := findAgent(t, carol, prov, "dev")
+	wk, ap := findAgent(t, carol, prov.Dir, "dev")
 	home := filepath.Join(prov.Dir, "homes", ap.account)
 	if _, err := os.Stat(home); err != nil {
 		t.Fatal(err)
@@ -346,5 +350,68 @@ func TestStartWorkspacesNeedsIsolation(t *testing.T) {
 	rec.mu.Unlock()
 	if started != 1 {
 		t.Fatalf("the refused start started an agent (%d started)", started)
+	}
+}
+
+// TestLocalAccountNames: an account is named coder-<username>, cut to the
+// 32 characters useradd takes; when that name is taken by another account,
+// the user gets another one.
+func TestLocalAccountNames(t *testing.T) {
+	t.Parallel()
+	prov := isolatingProvisioner(t)
+	// Someone else's account with dave's name (its home in the
+	// provisioner's dir, so that cleanup removes it).
+	out, err := exec.Command("useradd", "--no-create-home", "--home-dir", filepath.Join(prov.Dir, "someone-else"), "coder-dave").CombinedOutput()
+	if err != nil {
+		t.Fatalf("useradd coder-dave: %v: %s", err, out)
+	}
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts.pushTemplate(t, "local", localTemplate)
+	long := "a-very-long-username-of-32-chars"
+	for _, login := range []string{"dave", long} {
+		c := ts.member(t, login)
+		createWorkspace(t, c, "dev", "local")
+		_, ap := findAgent(t, c, prov.Dir, "dev")
+		switch login {
+		case "dave":
+			if !regexp.MustCompile(`^coder-dave-[0-9a-f]{8}$`).MatchString(ap.account) {
+				t.Errorf("dave's agent runs as %q, want coder-dave-<hash> (coder-dave is someone else's)", ap.account)
+			}
+		default:
+			if want := ("coder-" + long)[:32]; ap.account != want {
+				t.Errorf("%s's agent runs as %q, want %q", login, ap.account, want)
+			}
+		}
+	}
+}
+
+// TestLocalStateOutsideUntraversableDir: when other users cannot reach the
+// provisioner's dir (a config dir under /root), homes and agent
+// directories live in /var/lib/coder-workspaces/<hash> and the agent
+// still runs as its account.
+func TestLocalStateOutsideUntraversableDir(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	dir := filepath.Join(t.TempDir(), "state") // t.TempDir's parent is 0700
+	sum := sha256.Sum256([]byte(dir))
+	root := filepath.Join("/var/lib/coder-workspaces", hex.EncodeToString(sum[:8]))
+	t.Cleanup(func() {
+		testutil.RemoveAccountsUnder(t, root)
+		os.RemoveAll(root)
+		os.Remove(filepath.Dir(root)) // when empty
+	})
+	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: dir, Logger: testLogger(t)}
+	t.Cleanup(func() { prov.Close() })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts.pushTemplate(t, "local", localTemplate)
+	erin := ts.member(t, "erin")
+	createWorkspace(t, erin, "dev", "local")
+	_, ap := findAgent(t, erin, root, "dev")
+	if ap.uid == 0 || !strings.HasPrefix(ap.account, "coder-erin") {
+		t.Fatalf("erin's agent runs as %s (uid %d)", ap.account, ap.uid)
+	}
+	u, err := user.Lookup(ap.account)
+	if err != nil || u.HomeDir != filepath.Join(root, "homes", ap.account) {
+		t.Fatalf("erin's account home %v (%v), want it in %s", u, err, root)
 	}
 }
