@@ -21,8 +21,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/internal/testutil"
+	"github.com/gatewaydev/coder/provision"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store/storetest"
 	"github.com/gatewaydev/coder/terminal/terminaltest"
@@ -42,10 +42,10 @@ func requireRoot(t *testing.T) {
 // isolatingProvisioner is the real local provisioner, as a root server
 // runs it, with its state in a directory other OS users can traverse;
 // cleanup removes the OS accounts it created.
-func isolatingProvisioner(t *testing.T) *handlers.ProcessProvisioner {
+func isolatingProvisioner(t *testing.T) *provision.Process {
 	t.Helper()
 	requireRoot(t)
-	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
+	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
 	t.Cleanup(func() { prov.Close() })
 	return prov
 }
@@ -116,7 +116,7 @@ func findAgent(t *testing.T, c *sdk.Client, root, name string) (sdk.Workspace, a
 func TestLocalWorkspaceIsolation(t *testing.T) {
 	t.Parallel()
 	prov := isolatingProvisioner(t)
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov; o.tailnet = true })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov}; o.tailnet = true })
 	ts.pushTemplate(t, "local", localTemplate)
 	alice := ts.member(t, "alice")
 	bob := ts.member(t, "bob")
@@ -253,9 +253,9 @@ func TestLocalWorkspaceIsolation(t *testing.T) {
 // and in the dashboard form, with what to do instead; an owner's works.
 func TestLocalWorkspaceNeedsIsolation(t *testing.T) {
 	t.Parallel()
-	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t), NoIsolation: true}
+	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t), NoIsolation: true}
 	t.Cleanup(func() { prov.Close() })
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov} })
 	ts.pushTemplate(t, "local", localTemplate)
 	ts.pushTemplate(t, "base", testTemplate)
 	alice := ts.member(t, "alice")
@@ -290,7 +290,7 @@ func TestLocalWorkspaceNeedsIsolation(t *testing.T) {
 func TestUserRemovalRemovesAccount(t *testing.T) {
 	t.Parallel()
 	prov := isolatingProvisioner(t)
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov; o.tailnet = true })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov}; o.tailnet = true })
 	ts.pushTemplate(t, "local", localTemplate)
 	carol := ts.member(t, "carol")
 	createWorkspace(t, carol, "dev", "local")
@@ -320,14 +320,14 @@ func TestUserRemovalRemovesAccount(t *testing.T) {
 func TestStartWorkspacesNeedsIsolation(t *testing.T) {
 	t.Parallel()
 	prov := isolatingProvisioner(t)
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov} })
 	ts.pushTemplate(t, "local", localTemplate)
 	alice := ts.member(t, "alice")
 	aliceWS := createWorkspace(t, alice, "dev", "local")
 	createWorkspace(t, ts.Owner, "dev", "local")
 	prov.Close()
 
-	rec := &urlRecorder{ProcessProvisioner: &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t), NoIsolation: true}}
+	rec := &urlRecorder{Process: &provision.Process{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t), NoIsolation: true}}
 	t.Cleanup(func() { rec.Close() })
 	ts2 := newTestServer(t, func(o *testOptions) { o.provisioner = rec; o.db = ts.DB; o.noFirstUser = true })
 	if err := ts2.API.StartWorkspaces(testContext(t)); err != nil {
@@ -365,7 +365,7 @@ func TestLocalAccountNames(t *testing.T) {
 	if err != nil {
 		t.Fatalf("useradd coder-dave: %v: %s", err, out)
 	}
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov} })
 	ts.pushTemplate(t, "local", localTemplate)
 	long := "a-very-long-username-of-32-chars"
 	for _, login := range []string{"dave", long} {
@@ -400,9 +400,9 @@ func TestLocalStateOutsideUntraversableDir(t *testing.T) {
 		os.RemoveAll(root)
 		os.Remove(filepath.Dir(root)) // when empty
 	})
-	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: dir, Logger: testLogger(t)}
+	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: dir, Logger: testLogger(t)}
 	t.Cleanup(func() { prov.Close() })
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov} })
 	ts.pushTemplate(t, "local", localTemplate)
 	erin := ts.member(t, "erin")
 	createWorkspace(t, erin, "dev", "local")
