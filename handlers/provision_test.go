@@ -150,6 +150,10 @@ func TestLocalWorkspaceIsolation(t *testing.T) {
 				t.Errorf("%s: mode %v owner %d, want %v owned by %s", path, fi.Mode().Perm(), st, mode, c.ap.account)
 			}
 		}
+		// It runs the copy of the binary that every account may run.
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.ap.pid)); err != nil || exe != filepath.Join(prov.Dir, "bin", "coder") {
+			t.Errorf("%s's agent runs %q (%v), want %s", c.login, exe, err, filepath.Join(prov.Dir, "bin", "coder"))
+		}
 		// The token is in neither the environment nor the command line.
 		for _, f := range []string{"environ", "cmdline"} {
 			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", c.ap.pid, f))
@@ -413,5 +417,45 @@ func TestLocalStateOutsideUntraversableDir(t *testing.T) {
 	u, err := user.Lookup(ap.account)
 	if err != nil || u.HomeDir != filepath.Join(root, "homes", ap.account) {
 		t.Fatalf("erin's account home %v (%v), want it in %s", u, err, root)
+	}
+}
+
+// TestLocalAgentDirHandedOver: an agent directory from before its owner
+// had an account (a server that was not isolating) becomes the account's,
+// with what the old shells left in it, when an isolating server starts the
+// workspace again.
+func TestLocalAgentDirHandedOver(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	dir := testutil.ProvisionerDir(t)
+	old := &provision.Process{Binary: testutil.CoderBinary(t), Dir: dir, Logger: testLogger(t), NoIsolation: true}
+	t.Cleanup(func() { old.Close() })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{old} })
+	ts.pushTemplate(t, "local", localTemplate)
+	wk := createWorkspace(t, ts.Owner, "dev", "local")
+	old.Close()
+	notes := filepath.Join(dir, "workspaces", wk.ID, "main", "notes", "todo.txt")
+	if err := os.MkdirAll(filepath.Dir(notes), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notes, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: dir, Logger: testLogger(t)}
+	t.Cleanup(func() { prov.Close() })
+	ts2 := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov}; o.db = ts.DB; o.noFirstUser = true })
+	if err := ts2.API.StartWorkspaces(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	_, ap := findAgent(t, ts2.client(ts2.login(t, "owner", "owner-password")), dir, "dev")
+	for _, p := range []string{notes, filepath.Dir(notes), ap.dir} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner := int(fi.Sys().(*syscall.Stat_t).Uid); ap.uid == 0 || owner != ap.uid {
+			t.Errorf("%s is owned by uid %d, want the agent's account %s (uid %d)", p, owner, ap.account, ap.uid)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -256,8 +257,24 @@ func (p *Process) setup(ctx context.Context, la Agent) (agentRun, error) {
 	if err := os.Mkdir(run.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return agentRun{}, err
 	}
-	if fi, err := os.Lstat(run.dir); err != nil || !fi.IsDir() {
+	fi, err := os.Lstat(run.dir)
+	if err != nil || !fi.IsDir() {
 		return agentRun{}, fmt.Errorf("agent dir %s is not a directory", run.dir)
+	}
+	if owner := int(fi.Sys().(*syscall.Stat_t).Uid); owner != uid && owner == os.Getuid() {
+		// The server's own directory, from before the agent had an account
+		// (an older server, or not root): hand over what its shells made
+		// too. The account cannot enter the directory until it is its own,
+		// which happens last, so nothing moves under this walk.
+		err := filepath.WalkDir(run.dir, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil || path == run.dir {
+				return err
+			}
+			return os.Lchown(path, uid, gid)
+		})
+		if err != nil {
+			return agentRun{}, fmt.Errorf("hand the agent dir to its account: %w", err)
+		}
 	}
 	if err := os.Lchown(run.dir, uid, gid); err != nil {
 		return agentRun{}, err
