@@ -44,18 +44,20 @@ type LocalAgent struct {
 
 // errLocalNeedsIsolation refuses a local workspace to a user who is not an
 // owner when the provisioner cannot give them an OS account of their own.
-var errLocalNeedsIsolation = &HTTPError{Code: http.StatusForbidden,
-	Msg: "Local workspaces are for owners on this server: it does not run as root, so it cannot give your workspace an OS account of its own, " +
-		"and the workspace would run as the server itself. Use a template with \"provisioner: manual\" and run its agent on a machine of yours, " +
-		"or ask an owner to run the server as root."}
+func errLocalNeedsIsolation() error {
+	return &HTTPError{Code: http.StatusForbidden,
+		Msg: "Local workspaces are for owners on this server: it does not run as root, so it cannot give your workspace an OS account of its own, " +
+			"and the workspace would run as the server itself. Use a template with \"provisioner: manual\" and run its agent on a machine of yours, " +
+			"or ask an owner to run the server as root."}
+}
 
-// checkLocalAllowed returns errLocalNeedsIsolation when owner may not run
-// local workspaces.
+// checkLocalAllowed refuses (403) a local workspace of owner when the
+// provisioner cannot isolate users and owner is not an owner.
 func (a *API) checkLocalAllowed(owner store.User) error {
 	if a.opts.Provisioner == nil || a.opts.Provisioner.Isolates() || owner.Role == store.RoleOwner {
 		return nil
 	}
-	return errLocalNeedsIsolation
+	return errLocalNeedsIsolation()
 }
 
 // checkLocalStart is checkLocalAllowed for starting wk: it passes for
