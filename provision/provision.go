@@ -47,9 +47,9 @@ type Agent struct {
 //
 // When the server is root (and NoIsolation is false), each coder user's
 // agents run as an unprivileged OS account of that user alone, created on
-// first use (see [Process.Isolates]). Agents get a minimal
-// environment, never the server's, and read their token from a file that
-// only their account can read.
+// first use (see [Process.Isolates]). Agents get a minimal environment,
+// never the server's, and read their token from a file that only their
+// account can read.
 //
 // Layout under the state root (Dir, or /var/lib/coder-workspaces/<hash of
 // Dir> when isolating and Dir's ancestors are not traversable by other
@@ -68,7 +68,8 @@ type Process struct {
 	Logger *slog.Logger
 	// Env is added to each agent's environment, which is otherwise only
 	// PATH (a standard one unless Env sets it), HOME, USER, LOGNAME and
-	// SHELL of the account it runs as, and its CODER_AGENT_* settings.
+	// SHELL of the account it runs as, and its CODER_AGENT_* settings
+	// (the server passes its PATH and LANG).
 	Env []string
 	// NoIsolation runs every agent as the server's own OS user even when
 	// the server is root, as a non-root server does: the API then lets
@@ -88,8 +89,7 @@ type agentProc struct {
 }
 
 // Isolates reports whether each user's agents run as an OS account of
-// their own: true when the server runs as root and
-// NoIsolation is false.
+// their own: true when the server runs as root and NoIsolation is false.
 func (p *Process) Isolates() bool { return !p.NoIsolation && os.Geteuid() == 0 }
 
 // fallbackRoot holds the state of provisioners whose Dir other users cannot
@@ -194,9 +194,9 @@ type agentRun struct {
 	cred   *syscall.Credential // nil: the server's own user
 }
 
-// StartAgent starts (or restarts) the agent; it does not block. A running agent of the same id is
-// stopped first. When isolating, it creates the owner's OS account on
-// first use.
+// StartAgent starts (or restarts) the agent; it does not block. A running
+// agent of the same id is stopped first. When isolating, it creates the
+// owner's OS account on first use.
 func (p *Process) StartAgent(ctx context.Context, la Agent) error {
 	p.StopAgent(la.ID)
 	run, err := p.setup(ctx, la)
