@@ -17,6 +17,7 @@ var importRules = []struct {
 }{
 	{"wsproxy", []string{"store"}, "proxies make no database connections"},
 	{"agent", []string{"store", "handlers", "web", "static"}, "the agent stays small"},
+	{"provision", []string{"store", "handlers", "web", "static"}, "provision runs processes; the server wires it to the API"},
 	{"apps", []string{"store", "web", "static", "handlers", "cmd"}, "capabilities declare interfaces instead"},
 	{"terminal", []string{"store", "web", "static", "handlers", "cmd", "tailnet"}, "capabilities declare interfaces instead; terminal takes a dial function"},
 	{"tailnet", []string{"store", "web", "static", "handlers", "cmd", "apps", "terminal"}, "capabilities declare interfaces instead"},

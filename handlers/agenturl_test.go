@@ -11,13 +11,14 @@ import (
 
 	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/internal/testutil"
+	"github.com/gatewaydev/coder/provision"
 	"github.com/gatewaydev/coder/sdk"
 )
 
 // urlRecorder is the real local provisioner that also records the URL
 // each agent was started with.
 type urlRecorder struct {
-	*handlers.ProcessProvisioner
+	*provision.Process
 	mu   sync.Mutex
 	urls []string
 }
@@ -26,7 +27,15 @@ func (r *urlRecorder) StartAgent(ctx context.Context, a handlers.LocalAgent) err
 	r.mu.Lock()
 	r.urls = append(r.urls, a.URL)
 	r.mu.Unlock()
-	return r.ProcessProvisioner.StartAgent(ctx, a)
+	return r.Process.StartAgent(ctx, provision.Agent(a))
+}
+
+// localProvisioner is the real local provisioner wired to the API as the
+// server wires it.
+type localProvisioner struct{ *provision.Process }
+
+func (p localProvisioner) StartAgent(ctx context.Context, a handlers.LocalAgent) error {
+	return p.Process.StartAgent(ctx, provision.Agent(a))
 }
 
 // forwarder accepts TCP connections and copies them to target, counting
@@ -66,7 +75,7 @@ func forwarder(t *testing.T, target string) (addr string, conns *atomic.Int64) {
 // the same server), and the agent connects through it.
 func TestTemplateAgentURL(t *testing.T) {
 	t.Parallel()
-	rec := &urlRecorder{ProcessProvisioner: &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t)}}
+	rec := &urlRecorder{Process: &provision.Process{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}}
 	t.Cleanup(func() { rec.Close() })
 	ts := newTestServer(t, func(o *testOptions) { o.provisioner = rec; o.tailnet = true })
 	addr, conns := forwarder(t, ts.URL.Host)

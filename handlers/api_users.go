@@ -227,6 +227,11 @@ func (a *API) deleteUser(r *http.Request, p string) error {
 		return err
 	}
 	a.onUserDeleted(u.ID)
+	if a.opts.Provisioner != nil {
+		if err := a.opts.Provisioner.RemoveOwner(r.Context(), u.ID); err != nil {
+			a.logger.Error("remove the deleted user's OS account", "user_id", u.ID, "err", err)
+		}
+	}
 	return nil
 }
 

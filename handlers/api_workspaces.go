@@ -125,6 +125,11 @@ func (a *API) createWorkspace(r *http.Request, req sdk.CreateWorkspaceRequest) (
 		return sdk.Workspace{}, err
 	}
 	spec := templateSpec(t)
+	if spec.Provisioner == sdk.ProvisionerLocal {
+		if err := a.checkLocalAllowed(u); err != nil {
+			return sdk.Workspace{}, err
+		}
+	}
 	tokens := map[string]string{}
 	var agents []store.Agent
 	for _, ta := range spec.Agents {
@@ -224,6 +229,9 @@ func (a *API) serveGetWorkspace(w http.ResponseWriter, r *http.Request) error {
 func (a *API) transition(ctx context.Context, wk store.Workspace, action string) error {
 	switch action {
 	case "start":
+		if err := a.checkLocalStart(ctx, wk); err != nil {
+			return err
+		}
 		if err := a.db.SetWorkspaceDesiredState(ctx, wk.ID, "running"); err != nil {
 			return err
 		}

@@ -10,9 +10,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/internal/browsertest"
 	"github.com/gatewaydev/coder/internal/testutil"
+	"github.com/gatewaydev/coder/provision"
 	"github.com/gatewaydev/coder/sdk"
 )
 
@@ -22,9 +22,9 @@ import (
 // local provisioner) turn connected without reloading the page.
 func TestBrowserFirstRun(t *testing.T) {
 	t.Parallel()
-	prov := &handlers.ProcessProvisioner{Binary: testutil.CoderBinary(t), Dir: t.TempDir(), Logger: testLogger(t)}
+	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
 	t.Cleanup(func() { prov.Close() })
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = prov; o.noFirstUser = true })
+	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov}; o.noFirstUser = true })
 	ctx := browsertest.New(t, 90*time.Second)
 	base := ts.URL.String()
 

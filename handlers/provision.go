@@ -2,15 +2,8 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
-	"syscall"
-	"time"
+	"net/http"
 
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
@@ -24,9 +17,17 @@ type Provisioner interface {
 	StartAgent(ctx context.Context, a LocalAgent) error
 	// StopAgent stops the agent and waits for it to exit.
 	StopAgent(agentID string)
+	// Isolates reports whether each user's agents run as an OS account
+	// of that user alone. When false, agents run as the server's own OS
+	// user, and only owners may run local workspaces.
+	Isolates() bool
+	// RemoveOwner removes what the provisioner keeps for a deleted user
+	// (their OS account and home), after their agents were stopped.
+	RemoveOwner(ctx context.Context, userID string) error
 }
 
-// LocalAgent is what a provisioner needs to run an agent.
+// LocalAgent is what a provisioner needs to run an agent. It has the
+// fields of provision.Agent, so that the server converts one to the other.
 type LocalAgent struct {
 	ID          string
 	WorkspaceID string
@@ -35,6 +36,42 @@ type LocalAgent struct {
 	// the access URL).
 	URL   string
 	Token string
+	// OwnerID and OwnerName are the workspace owner's user ID and
+	// username: whose OS account the agent runs as.
+	OwnerID   string
+	OwnerName string
+}
+
+// errLocalNeedsIsolation refuses a local workspace to a user who is not an
+// owner when the provisioner cannot give them an OS account of their own.
+func errLocalNeedsIsolation() error {
+	return &HTTPError{Code: http.StatusForbidden,
+		Msg: "Local workspaces are for owners on this server: it does not run as root, so it cannot give your workspace an OS account of its own, " +
+			"and the workspace would run as the server itself. Use a template with \"provisioner: manual\" and run its agent on a machine of yours, " +
+			"or ask an owner to run the server as root."}
+}
+
+// checkLocalAllowed refuses (403) a local workspace of owner when the
+// provisioner cannot isolate users and owner is not an owner.
+func (a *API) checkLocalAllowed(owner store.User) error {
+	if a.opts.Provisioner == nil || a.opts.Provisioner.Isolates() || owner.Role == store.RoleOwner {
+		return nil
+	}
+	return errLocalNeedsIsolation()
+}
+
+// checkLocalStart is checkLocalAllowed for starting wk: it passes for
+// workspaces whose template is not local.
+func (a *API) checkLocalStart(ctx context.Context, wk store.Workspace) error {
+	t, err := a.db.TemplateByID(ctx, wk.TemplateID)
+	if err != nil || templateSpec(t).Provisioner != sdk.ProvisionerLocal {
+		return err
+	}
+	owner, err := a.db.UserByID(ctx, wk.OwnerID)
+	if err != nil {
+		return err
+	}
+	return a.checkLocalAllowed(owner)
 }
 
 // startAgents starts the agents of a running workspace whose template is
@@ -55,6 +92,15 @@ func (a *API) startAgents(ctx context.Context, wk store.Workspace) {
 	if spec.Provisioner != sdk.ProvisionerLocal {
 		return
 	}
+	owner, err := a.db.UserByID(ctx, wk.OwnerID)
+	if err != nil {
+		a.logger.Error("start agents: load owner", "workspace_id", wk.ID, "err", err)
+		return
+	}
+	if err := a.checkLocalAllowed(owner); err != nil {
+		a.logger.Warn("not starting a member's local workspace: the server is not root and cannot isolate it", "workspace_id", wk.ID, "owner", owner.Username)
+		return
+	}
 	agentURL := a.opts.AccessURL.String()
 	if spec.AgentURL != "" {
 		agentURL = spec.AgentURL
@@ -70,7 +116,8 @@ func (a *API) startAgents(ctx context.Context, wk store.Workspace) {
 			a.logger.Error("start agent: set token", "agent_id", ag.ID, "err", err)
 			continue
 		}
-		err := a.opts.Provisioner.StartAgent(ctx, LocalAgent{ID: ag.ID, WorkspaceID: wk.ID, Name: ag.Name, URL: agentURL, Token: tok})
+		err := a.opts.Provisioner.StartAgent(ctx, LocalAgent{ID: ag.ID, WorkspaceID: wk.ID, Name: ag.Name, URL: agentURL, Token: tok,
+			OwnerID: owner.ID, OwnerName: owner.Username})
 		if err != nil {
 			a.logger.Error("start agent", "agent_id", ag.ID, "err", err)
 		}
@@ -108,140 +155,6 @@ func (a *API) StartWorkspaces(ctx context.Context) error {
 	}
 	for _, wk := range ws {
 		a.startAgents(ctx, wk)
-	}
-	return nil
-}
-
-// ProcessProvisioner runs local agents as child processes of the server:
-// `<Binary> agent` in a directory of their own under Dir, restarted with
-// backoff when they die, stopped on StopAgent and Close.
-type ProcessProvisioner struct {
-	// Binary is the coder executable; Dir the parent of the agents'
-	// directories.
-	Binary string
-	Dir    string
-	Logger *slog.Logger
-	// Env is added to each agent's environment (after the server's own).
-	Env []string
-
-	mu     sync.Mutex
-	procs  map[string]*agentProc
-	closed bool
-}
-
-type agentProc struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// StartAgent implements Provisioner. A running agent of the same id is
-// stopped first.
-func (p *ProcessProvisioner) StartAgent(_ context.Context, la LocalAgent) error {
-	p.StopAgent(la.ID)
-	dir := filepath.Join(p.Dir, la.WorkspaceID, la.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("start agent %s: %w", la.ID, err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return errors.New("start agent: provisioner closed")
-	}
-	if p.procs == nil {
-		p.procs = map[string]*agentProc{}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	proc := &agentProc{cancel: cancel, done: make(chan struct{})}
-	p.procs[la.ID] = proc
-	go p.supervise(ctx, proc, la, dir)
-	return nil
-}
-
-// supervise runs the agent until ctx ends, restarting it with backoff
-// (1 s doubling to 30 s, reset after a minute of running).
-func (p *ProcessProvisioner) supervise(ctx context.Context, proc *agentProc, la LocalAgent, dir string) {
-	defer close(proc.done)
-	log := p.Logger.With("agent_id", la.ID, "agent", la.Name)
-	backoff := time.Second
-	for {
-		start := time.Now()
-		err := p.run(ctx, la, dir, log)
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > time.Minute {
-			backoff = time.Second
-		}
-		log.Warn("agent exited; restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
-}
-
-func (p *ProcessProvisioner) run(ctx context.Context, la LocalAgent, dir string, log *slog.Logger) error {
-	cmd := exec.Command(p.Binary, "agent")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), p.Env...)
-	cmd.Env = append(cmd.Env, "CODER_AGENT_URL="+la.URL, "CODER_AGENT_TOKEN="+la.Token, "CODER_AGENT_DIRECTORY="+dir)
-	logFile, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Own process group, so a Ctrl+C at the server's terminal reaches the
-	// server only, which then stops its agents in order; and die with the
-	// server if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s agent: %w", p.Binary, err)
-	}
-	log.Info("agent started", "pid", cmd.Process.Pid, "dir", dir)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		return err
-	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-waitErr:
-			return err
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			return <-waitErr
-		}
-	}
-}
-
-// StopAgent implements Provisioner.
-func (p *ProcessProvisioner) StopAgent(agentID string) {
-	p.mu.Lock()
-	proc := p.procs[agentID]
-	delete(p.procs, agentID)
-	p.mu.Unlock()
-	if proc != nil {
-		proc.cancel()
-		<-proc.done
-	}
-}
-
-// Close stops every agent and waits for them. It is idempotent.
-func (p *ProcessProvisioner) Close() error {
-	p.mu.Lock()
-	p.closed = true
-	procs := p.procs
-	p.procs = nil
-	p.mu.Unlock()
-	for _, proc := range procs {
-		proc.cancel()
-	}
-	for _, proc := range procs {
-		<-proc.done
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 have chromium || need+=(chromium)
+[[ -x /usr/sbin/useradd && -x /usr/sbin/userdel ]] || need+=(passwd) # OS accounts of local workspaces (server as root)
 have node || need+=(nodejs)
 have npm || need+=(npm)
 have vim || need+=(vim)

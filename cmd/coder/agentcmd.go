@@ -1,6 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +16,7 @@ import (
 type agentOptions struct {
 	URL         urlValue
 	Token       stringValue
+	TokenFile   stringValue
 	Directory   stringValue
 	Verbose     boolValue
 	IdleTimeout durationValue
@@ -23,6 +28,8 @@ func newAgentCmd() *cobra.Command {
 	opts := optionSet{
 		{Flag: "agent-url", Env: "CODER_AGENT_URL", Value: &o.URL, Description: "URL of the coder server the agent connects to."},
 		{Flag: "agent-token", Env: "CODER_AGENT_TOKEN", Value: &o.Token, Secret: true, Description: "The agent's token, from its workspace."},
+		{Flag: "agent-token-file", Env: "CODER_AGENT_TOKEN_FILE", Value: &o.TokenFile,
+			Description: "File that holds the agent's token, read at start (instead of --agent-token, which other users may see in the process's environment)."},
 		{Flag: "directory", Env: "CODER_AGENT_DIRECTORY", Value: &o.Directory, Description: "The workspace's working directory (default: the current directory)."},
 		{Flag: "verbose", Short: "v", Env: "CODER_AGENT_VERBOSE", Value: &o.Verbose, Description: "Log debug messages."},
 		{Flag: "terminal-idle-timeout", Env: "CODER_AGENT_TERMINAL_IDLE_TIMEOUT", Default: "5m", Value: &o.IdleTimeout,
@@ -38,8 +45,9 @@ func newAgentCmd() *cobra.Command {
 			if o.URL.u == nil {
 				return errMissing("agent-url", "CODER_AGENT_URL")
 			}
-			if o.Token == "" {
-				return errMissing("agent-token", "CODER_AGENT_TOKEN")
+			token, err := agentToken(string(o.Token), string(o.TokenFile))
+			if err != nil {
+				return err
 			}
 			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
 			// Tailscale's knobs are process-wide: set before the agent's node
@@ -49,7 +57,7 @@ func newAgentCmd() *cobra.Command {
 				DERPForceWebsockets: serverForcesWebsockets(cmd.Context(), o.URL.u, logger)}); err != nil {
 				return err
 			}
-			a, err := agent.New(agent.Options{URL: o.URL.u, Token: string(o.Token), Logger: logger, Version: version, Directory: string(o.Directory),
+			a, err := agent.New(agent.Options{URL: o.URL.u, Token: token, Logger: logger, Version: version, Directory: string(o.Directory),
 				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer)})
 			if err != nil {
 				return err
@@ -63,4 +71,26 @@ func newAgentCmd() *cobra.Command {
 	}
 	opts.register(cmd)
 	return cmd
+}
+
+// agentToken returns the token given directly or read from file (trimmed);
+// exactly one of the two must be set.
+func agentToken(token, file string) (string, error) {
+	switch {
+	case token != "" && file != "":
+		return "", errors.New("both --agent-token ($CODER_AGENT_TOKEN) and --agent-token-file ($CODER_AGENT_TOKEN_FILE) are set: give one")
+	case token != "":
+		return token, nil
+	case file == "":
+		return "", errors.New("--agent-token is required: set it or $CODER_AGENT_TOKEN, or name a file that holds it with --agent-token-file ($CODER_AGENT_TOKEN_FILE)")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read the agent token from --agent-token-file ($CODER_AGENT_TOKEN_FILE): %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("the agent token file %s ($CODER_AGENT_TOKEN_FILE) is empty: write the workspace agent's token into it", file)
+	}
+	return t, nil
 }

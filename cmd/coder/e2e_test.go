@@ -84,7 +84,7 @@ func listWorkspaces(t *testing.T, cfg string) []sdk.Workspace {
 // the server runs; Ctrl+C; the next start finds it all again.
 func TestServerBuiltinPostgres(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	dir := testutil.ProvisionerDir(t) // as root, admin's agent runs as an OS account with its home in here
 	cfg := filepath.Join(dir, "cli")
 	srv := testutil.StartServer(t, nil, "--config-dir", filepath.Join(dir, "server"))
 

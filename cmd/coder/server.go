@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gatewaydev/coder/handlers"
+	"github.com/gatewaydev/coder/provision"
 	"github.com/gatewaydev/coder/store"
 	"github.com/gatewaydev/coder/tailnet"
 )
@@ -282,13 +283,21 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	if err != nil {
 		return fmt.Errorf("find own executable for local agents: %w", err)
 	}
-	prov := &handlers.ProcessProvisioner{Binary: exe, Dir: filepath.Join(configDir, "workspaces"), Logger: logger.With("component", "provisioner")}
+	// Agents get a clean environment (none of the server's secrets): of
+	// ours, only PATH and LANG.
+	var agentEnv []string
+	for _, k := range []string{"PATH", "LANG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			agentEnv = append(agentEnv, k+"="+v)
+		}
+	}
+	prov := &provision.Process{Binary: exe, Dir: configDir, Env: agentEnv, Logger: logger.With("component", "provisioner")}
 	defer prov.Close()
 
 	api, err := handlers.New(handlers.Options{
 		DB: db, Logger: logger, AccessURL: accessURL, WildcardAccessURL: string(o.WildcardAccessURL),
 		TLS: bool(o.TLSEnable), BrowserOnly: bool(o.BrowserOnly), BuiltinDB: builtin, Version: version,
-		Registerer: reg, Provisioner: prov,
+		Registerer: reg, Provisioner: localProvisioner{prov},
 		Tailnet: handlers.TailnetOptions{
 			Enabled: true,
 			DERP: tailnet.DERPMapOptions{
@@ -426,4 +435,11 @@ func printBanner(ctx context.Context, w interface{ Write([]byte) (int, error) },
 		fmt.Fprintf(w, "\n  Log in at %s/login, or from a terminal: coder login %s\n", accessURL, accessURL)
 	}
 	fmt.Fprintf(w, "\n  Press Ctrl+C to stop.\n\n")
+}
+
+// localProvisioner runs the API's local agents with package provision.
+type localProvisioner struct{ *provision.Process }
+
+func (p localProvisioner) StartAgent(ctx context.Context, a handlers.LocalAgent) error {
+	return p.Process.StartAgent(ctx, provision.Agent(a))
 }
