@@ -52,6 +52,17 @@ type Options struct {
 	StatusPollInterval time.Duration
 	// Tailnet configures coordination, DERP and STUN.
 	Tailnet TailnetOptions
+	// DisablePathApps turns path-based apps off: their URLs answer with a
+	// page that says so, and the workspace page offers no links to them.
+	DisablePathApps bool
+	// DangerousAllowPathAppSharing applies each path app's share level
+	// from its template (authenticated, public). Off (the default), a path
+	// app opens for its workspace's owner only: it runs on the dashboard's
+	// origin, so its scripts act as whoever opens it.
+	DangerousAllowPathAppSharing bool
+	// DangerousAllowPathAppSiteOwnerAccess lets users with the owner role
+	// open other users' path apps. Off (the default), they are refused.
+	DangerousAllowPathAppSiteOwnerAccess bool
 }
 
 // API is the primary server's HTTP surface. Create it with New, serve
@@ -143,7 +154,7 @@ func New(opts Options) (*API, error) {
 		opts.Registerer.MustRegister(termMetrics)
 	}
 	a.apps = apps.NewProxy(apps.Options{Logger: a.logger.With("component", "apps"),
-		StripCookies: []string{a.sessions.Cookie.Name}, StripHeaders: []string{sdk.SessionTokenHeader}})
+		StripCookies: a.dashboardCookies(), StripHeaders: []string{sdk.SessionTokenHeader}, StripResponseHeaders: appResponseHeaders})
 	a.relay = terminal.NewRelay(terminal.RelayOptions{Logger: a.logger.With("component", "terminal_relay"), Metrics: termMetrics})
 	a.routes()
 	a.wg.Add(1)

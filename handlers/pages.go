@@ -300,8 +300,7 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 			va.SSHCommand = "coder ssh " + target
 		}
 		for _, app := range ag.Apps {
-			va.Apps = append(va.Apps, web.App{Slug: app.Slug, DisplayName: app.DisplayName, Share: app.Share,
-				URL: base + "." + url.PathEscape(ag.Name) + "/apps/" + url.PathEscape(app.Slug) + "/"})
+			va.Apps = append(va.Apps, a.appView(base+"."+url.PathEscape(ag.Name), app))
 		}
 		if v.Provisioner == sdk.ProvisionerManual {
 			tok := ag.Token

@@ -58,8 +58,22 @@ type WorkspacesPage struct {
 type App struct {
 	Slug        string
 	DisplayName string
-	URL         string
-	Share       string
+	// URL is the app's link; empty when the deployment does not serve it
+	// (path apps turned off).
+	URL   string
+	Share string
+	// Note says how the deployment limits the app, like "shared with
+	// authenticated users in the template; path-app sharing is off on this
+	// deployment"; empty when it does not.
+	Note string
+}
+
+// AppRefusedPage says why a path app did not open, and what to do.
+type AppRefusedPage struct {
+	Nav    Nav
+	Title  string
+	Reason string
+	Help   string
 }
 
 // Agent is an agent as shown on the workspace page.
