@@ -240,6 +240,7 @@ func (a *API) routes() {
 	mux.HandleFunc("POST /login", h(a.serveLoginForm))
 	mux.HandleFunc("POST /logout", h(a.serveLogoutForm))
 	mux.HandleFunc("GET /cli-auth", wu(a.serveCLIAuthPage))
+	mux.HandleFunc("POST /cli-auth", wu(a.serveCLIAuthForm))
 	mux.HandleFunc("GET /workspaces", wu(a.serveWorkspacesPage))
 	mux.HandleFunc("POST /workspaces", wu(a.serveCreateWorkspaceForm))
 	// Workspace URLs, /@{user}/{workspace}[.{agent}]/..., are routed by
@@ -299,14 +300,20 @@ func (a *API) routes() {
 	}))
 }
 
-// securityHeaders sets headers every dashboard response carries.
+// securityHeaders sets headers every dashboard response carries. Only
+// pages of the dashboard's own origin may frame it. Cross-Origin-Opener-Policy
+// puts a dashboard page that a path app opens with window.open (or
+// navigates a window to) in a browsing context group of its own, so the
+// app's script cannot read it; path app responses go out without it (see
+// serveApp).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+		h.Set("X-Frame-Options", "SAMEORIGIN")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'self'; base-uri 'self'; form-action 'self'")
 		next.ServeHTTP(w, r)
 	})
 }

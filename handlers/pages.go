@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -177,7 +178,48 @@ func (a *API) serveLogoutForm(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// cliAuthCSRFKey is the session key of the /cli-auth form's token.
+const cliAuthCSRFKey = "cli_auth_csrf"
+
+// topLevelOnly refuses a request for a page that shows a secret unless the
+// browser says it is a top-level navigation. Fetch Metadata tells a page
+// that a script fetched, or that a frame loads, from a page opened in the
+// address bar; a script of a path app (on the dashboard's origin) could
+// read the former two. Browsers send these headers over HTTPS and to
+// localhost only; without them (plain HTTP, the CLI) the request passes,
+// and owner-only path apps are what keeps other users' scripts off the
+// page.
+func topLevelOnly(r *http.Request) error {
+	dest, mode := r.Header.Get("Sec-Fetch-Dest"), r.Header.Get("Sec-Fetch-Mode")
+	if (dest == "" || dest == "document") && (mode == "" || mode == "navigate") {
+		return nil
+	}
+	return &HTTPError{Code: http.StatusForbidden, Msg: "This page shows a secret, so it opens only on its own: type its address into the browser's address bar."}
+}
+
+// serveCLIAuthPage shows the form that creates a token for `coder login`.
+// A GET creates nothing: the key is made by the form's POST, which carries
+// a token bound to the session.
 func (a *API) serveCLIAuthPage(w http.ResponseWriter, r *http.Request) error {
+	if err := topLevelOnly(r); err != nil {
+		return err
+	}
+	csrf := randomString(32)
+	a.sessions.Put(r.Context(), cliAuthCSRFKey, csrf)
+	return render(w, r, http.StatusOK, web.CLIAuth(web.CLIAuthPage{Nav: a.nav(r, ""), CSRF: csrf}))
+}
+
+// serveCLIAuthForm creates a session token for `coder login` and shows it
+// once. The form's token is used up.
+func (a *API) serveCLIAuthForm(w http.ResponseWriter, r *http.Request) error {
+	if err := topLevelOnly(r); err != nil {
+		return err
+	}
+	want := a.sessions.PopString(r.Context(), cliAuthCSRFKey)
+	got := r.PostFormValue("csrf")
+	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return &HTTPError{Code: http.StatusForbidden, Msg: "This form has expired. Open /cli-auth again and create the token from there."}
+	}
 	tok, err := a.newAPIKey(r.Context(), userFrom(r).ID, "cli", "cli-auth")
 	if err != nil {
 		return err

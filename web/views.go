@@ -173,10 +173,14 @@ type Setting struct {
 	Help  string
 }
 
-// CLIAuthPage shows a new session token to paste into `coder login`.
+// CLIAuthPage shows a new session token to paste into `coder login`, or,
+// while Token is empty, the form that asks for one.
 type CLIAuthPage struct {
 	Nav   Nav
 	Token string
+	// CSRF is the form's token, bound to the session; used while Token is
+	// empty.
+	CSRF string
 }
 
 // ErrorPage is a friendly error.
