@@ -269,6 +269,12 @@ func newCookieApp(t *testing.T) *cookieApp {
 			} {
 				w.Header().Add("Set-Cookie", sc)
 			}
+			h := w.Header()
+			h.Set("Content-Security-Policy", "default-src 'none'")
+			h.Set("X-App", "kept")
+			h.Set("Service-Worker-Allowed", "/")
+			h.Set("Clear-Site-Data", `"cookies"`)
+			h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		}
 		fmt.Fprintf(w, "hello from the app at %s", r.URL.Path)
 	}))
@@ -283,9 +289,10 @@ func (c *cookieApp) last() string {
 	return c.cookies[len(c.cookies)-1]
 }
 
-// TestPathAppCookies: an app's cookies stay under the app's path and
-// cannot name the dashboard's, so an app cannot replace its visitor's
-// session; the app gets its own cookies back and none of the dashboard's.
+// TestPathAppCookies (issue 12): an app's cookies stay under the app's path
+// and cannot name the dashboard's, so an app cannot replace its visitor's
+// session; the app gets its own cookies back and none of the dashboard's;
+// response headers that would reach beyond the app are dropped.
 func TestPathAppCookies(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true })
@@ -318,6 +325,18 @@ func TestPathAppCookies(t *testing.T) {
 	want := []string{"a=1; Path=" + prefix, "b=2; Path=" + prefix, "c=3; Path=" + prefix + "/sub"}
 	if !slices.Equal(got, want) {
 		t.Errorf("the app's Set-Cookie headers reached the browser as\n%q\nwant\n%q", got, want)
+	}
+
+	// The app's own headers apply, not the dashboard's, except those that
+	// reach beyond the app on the dashboard's origin.
+	h := resp.Header
+	if h.Get("Content-Security-Policy") != "default-src 'none'" || h.Get("X-App") != "kept" || h.Get("X-Frame-Options") != "" {
+		t.Errorf("app response headers: %v", h)
+	}
+	for _, name := range []string{"Service-Worker-Allowed", "Clear-Site-Data", "Cross-Origin-Opener-Policy"} {
+		if v := h.Values(name); len(v) != 0 {
+			t.Errorf("the app's %s reached the browser: %q", name, v)
+		}
 	}
 
 	// The visitor's session still works, on the API too.
