@@ -164,8 +164,8 @@ agents:
 			base := ts.URL.String()
 			p.login(base, "owner", "owner-password")
 			if !sharing {
-				p.do("open bob's app", chromedp.Navigate(base+link), chromedp.WaitVisible(chromedp.CSS(`[data-testid=app-refused]`)))
-				reason, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=app-refused-reason]`)))
+				p.do("open bob's app", chromedp.Navigate(base+link), chromedp.WaitVisible(chromedp.CSS(`[data-testid=app-refused], #tool`)))
+				reason, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("[data-testid=app-refused-reason]")?.textContent ?? "no refusal: " + document.body.innerText`))
 				if err != nil || !strings.Contains(reason, "site owners do not open other users' path apps") {
 					t.Fatalf("refusal page says %q (%v)", reason, err)
 				}
