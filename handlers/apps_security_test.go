@@ -142,6 +142,18 @@ func appNotes(t *testing.T, b *browser, path string) map[string]string {
 	return out
 }
 
+// deploymentSetting returns a setting's value on the deployment page.
+func deploymentSetting(t *testing.T, owner *browser, name string) string {
+	t.Helper()
+	body := readBody(t, owner.do("GET", "/deployment", nil, nil))
+	i := strings.Index(body, `data-setting="`+name+`">`)
+	if i < 0 {
+		t.Fatalf("the deployment page has no setting %q", name)
+	}
+	v := body[i+len(`data-setting="`+name+`">`):]
+	return v[:strings.Index(v, "<")]
+}
+
 // TestPathAppAccess is issue 12's access matrix for path apps, on a real
 // server, real agents and a real app: a path app runs on the dashboard's
 // origin, so it opens for its workspace's owner only unless the deployment
@@ -160,6 +172,9 @@ func TestPathAppAccess(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		t.Parallel()
 		e := newPathAppEnv(t, nil)
+		if got, so := deploymentSetting(t, e.owner, "Path apps"), deploymentSetting(t, e.owner, "Path apps of other users for site owners"); got != "workspace owner only" || so != "off" {
+			t.Errorf("deployment page: path apps %q, for site owners %q", got, so)
+		}
 		e.waitApp(t, e.dev, e.owner, own("mine"))
 		e.check(t, []visit{
 			{"owner", e.owner, own("team"), 200, ""},
@@ -193,6 +208,9 @@ func TestPathAppAccess(t *testing.T) {
 	t.Run("dangerous-allow-path-app-sharing", func(t *testing.T) {
 		t.Parallel()
 		e := newPathAppEnv(t, func(o *handlers.Options) { o.DangerousAllowPathAppSharing = true })
+		if got, so := deploymentSetting(t, e.owner, "Path apps"), deploymentSetting(t, e.owner, "Path apps of other users for site owners"); got != "shared as each template says (dangerous)" || so != "off" {
+			t.Errorf("deployment page: path apps %q, for site owners %q", got, so)
+		}
 		e.waitApp(t, e.dev, e.owner, own("mine"))
 		e.check(t, []visit{
 			{"bob", e.bob, own("team"), 200, ""},
@@ -217,6 +235,9 @@ func TestPathAppAccess(t *testing.T) {
 	t.Run("dangerous-allow-path-app-site-owner-access", func(t *testing.T) {
 		t.Parallel()
 		e := newPathAppEnv(t, func(o *handlers.Options) { o.DangerousAllowPathAppSiteOwnerAccess = true })
+		if got, so := deploymentSetting(t, e.owner, "Path apps"), deploymentSetting(t, e.owner, "Path apps of other users for site owners"); got != "workspace owner only" || so != "on" {
+			t.Errorf("deployment page: path apps %q, for site owners %q", got, so)
+		}
 		e.waitApp(t, e.bobs, e.owner, bobs("mine"))
 		e.check(t, []visit{
 			{"site owner", e.owner, bobs("team"), 200, ""},
@@ -228,6 +249,9 @@ func TestPathAppAccess(t *testing.T) {
 	t.Run("disable-path-apps", func(t *testing.T) {
 		t.Parallel()
 		e := newPathAppEnv(t, func(o *handlers.Options) { o.DisablePathApps = true })
+		if got, so := deploymentSetting(t, e.owner, "Path apps"), deploymentSetting(t, e.owner, "Path apps of other users for site owners"); got != "off" || so != "off" {
+			t.Errorf("deployment page: path apps %q, for site owners %q", got, so)
+		}
 		startAgentIn(t, e.ts, e.dev.Agents[0].Token, t.TempDir(), nil)
 		e.check(t, []visit{
 			{"owner", e.owner, own("mine"), 403, appsOff},

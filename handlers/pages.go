@@ -531,6 +531,18 @@ func (a *API) serveTemplatesPage(w http.ResponseWriter, r *http.Request) error {
 	return render(w, r, http.StatusOK, web.Templates(p))
 }
 
+// pathAppsSetting says who path apps open for.
+func pathAppsSetting(o Options) string {
+	switch {
+	case o.DisablePathApps:
+		return "off"
+	case o.DangerousAllowPathAppSharing:
+		return "shared as each template says (dangerous)"
+	default:
+		return "workspace owner only"
+	}
+}
+
 func onOff(b bool) string {
 	if b {
 		return "on"
@@ -555,6 +567,8 @@ func (a *API) serveDeploymentPage(w http.ResponseWriter, r *http.Request) error 
 		{Name: "TLS", Value: onOff(o.TLS), Help: "--tls-enable / CODER_TLS_ENABLE"},
 		{Name: "Database", Value: db},
 		{Name: "Browser-only", Value: onOff(o.BrowserOnly), Help: "--browser-only / CODER_BROWSER_ONLY: when on, SSH and CLI tunnels are refused."},
+		{Name: "Path apps", Value: pathAppsSetting(o), Help: "--disable-path-apps / CODER_DISABLE_PATH_APPS, --dangerous-allow-path-app-sharing / CODER_DANGEROUS_ALLOW_PATH_APP_SHARING"},
+		{Name: "Path apps of other users for site owners", Value: onOff(o.DangerousAllowPathAppSiteOwnerAccess), Help: "--dangerous-allow-path-app-site-owner-access / CODER_DANGEROUS_ALLOW_PATH_APP_SITE_OWNER_ACCESS"},
 	}}
 	p.Settings = append(p.Settings, a.extraSettings...)
 	p.DERPRegions, p.STUN = a.derpRegions()
