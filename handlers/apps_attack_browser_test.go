@@ -125,8 +125,9 @@ func (a *attackApp) state() (int, map[string]string) {
 // deployment's owner, logged in, opens its link. By default the owner gets
 // the refusal page and the page never runs: no user is made, no API key,
 // no command in the owner's workspace. With
-// --dangerous-allow-path-app-sharing the page runs (as the flag warns), yet
-// /cli-auth, fetched by its script or loaded in a frame, gives it no key.
+// --dangerous-allow-path-app-sharing the page runs and acts as the owner
+// (as the flag warns), yet /cli-auth, fetched by its script or loaded in a
+// frame, gives it no key.
 func TestBrowserPathAppAttack(t *testing.T) {
 	t.Parallel()
 	for _, sharing := range []bool{false, true} {
@@ -180,8 +181,9 @@ agents:
 					return rep != nil
 				})
 				t.Logf("the attack page reports %v", rep)
-				if !strings.HasPrefix(rep["users"], "200 ") {
-					t.Fatalf("the page's script did not run as the owner (the test would prove nothing): %v", rep)
+				// What the flag warns of: the page acts as its visitor.
+				if !strings.HasPrefix(rep["users"], "200 ") || rep["create_owner"] != "201" || rep["pty"] != "ran" {
+					t.Fatalf("the page's script did not act as the owner (the test would prove nothing): %v", rep)
 				}
 				if got := rep["cli_auth_fetch"]; got != "403 key=" {
 					t.Errorf("/cli-auth fetched by the app's script: %q, want 403 and no key", got)
