@@ -24,8 +24,8 @@ import (
 // attackScript is what a member's app page runs in its visitor's browser,
 // on the dashboard's origin, as reported in issue 12: it lists users,
 // creates an owner, asks /cli-auth for an API key (by fetch, then through
-// its form, then in a frame), and types into the visitor's workspace
-// through the PTY websocket. It posts what it got to its own backend.
+// its form; in a frame; in a window it opens, whose form it submits), and
+// types into the visitor's workspace through the PTY websocket. It posts what it got to its own backend.
 const attackScript = `
 (async () => {
   const r = {};
@@ -58,6 +58,29 @@ const attackScript = `
     };
     document.body.appendChild(f);
   }));
+  // A window needs a click (the popup blocker): the page asks for one.
+  await step('cli_auth_window', () => new Promise((resolve) => {
+    document.getElementById('go').onclick = () => openWindow(resolve);
+    document.body.dataset.ready = 'click';
+  }));
+  function openWindow(resolve) {
+    const w = window.open('/cli-auth', 'cliauth');
+    if (!w) { resolve('blocked'); return; }
+    let n = 0, submitted = false;
+    const tick = () => {
+      n++;
+      try {
+        if (w.closed) { resolve('key= window out of reach'); return; }
+        const key = keyOf(w.document);
+        if (key) { resolve('key=' + key); return; }
+        const csrf = w.document.querySelector('input[name=csrf]');
+        if (csrf && !submitted) { submitted = true; csrf.form.submit(); }
+      } catch (e) { resolve('key= unreadable: ' + e); return; }
+      if (n > 100) { resolve('key= timeout'); return; }
+      setTimeout(tick, 100);
+    };
+    tick();
+  }
   await step('pty', () => new Promise((resolve) => {
     const ws = new WebSocket('ws://' + location.host + '/api/v2/workspaceagents/AGENT/pty?reconnect=RECONNECT&width=80&height=24');
     ws.binaryType = 'arraybuffer';
@@ -107,7 +130,9 @@ func newAttackApp(t *testing.T, ownerAgent string) *attackApp {
 			a.mu.Unlock()
 			return
 		}
-		fmt.Fprintf(w, "<!doctype html><html><body><h1 id=tool>A handy tool</h1><script>%s</script></body></html>", script)
+		// It would keep the windows it opens on the dashboard in its reach.
+		w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+		fmt.Fprintf(w, "<!doctype html><html><body><h1 id=tool>A handy tool</h1><button id=go>Start</button><script>%s</script></body></html>", script)
 	}))
 	t.Cleanup(srv.Close)
 	a.port = srv.Listener.Addr().(*net.TCPAddr).Port
@@ -174,7 +199,8 @@ agents:
 					t.Fatalf("the attack page reached the owner's browser: %d requests, report %v", n, rep)
 				}
 			} else {
-				p.do("open bob's app", chromedp.Navigate(base+link), chromedp.WaitVisible(chromedp.CSS(`#tool`)))
+				p.do("open bob's app and click its button", chromedp.Navigate(base+link),
+					chromedp.WaitVisible(chromedp.CSS(`body[data-ready=click]`)), chromedp.Click(chromedp.CSS(`#go`)))
 				var rep map[string]string
 				testutil.Eventually(t, 60*time.Second, "the attack page's report", func() bool {
 					_, rep = attack.state()
@@ -190,6 +216,9 @@ agents:
 				}
 				if got := rep["cli_auth_iframe"]; !strings.HasPrefix(got, "key= ") {
 					t.Errorf("/cli-auth in the app's frame: %q, want no key", got)
+				}
+				if got := rep["cli_auth_window"]; got != "key= window out of reach" {
+					t.Errorf("/cli-auth in a window that the app opened: %q, want it out of the app's reach", got)
 				}
 			}
 			if n := apiKeyCount(t, ts); n != keysBefore {
