@@ -117,6 +117,8 @@ func (a *API) serveApp(p atPath, slug string) handlerFunc {
 			return err
 		} else if ok {
 			user = &u
+			// The refusal page's navigation shows who is logged in.
+			r = r.WithContext(context.WithValue(r.Context(), userKey, u))
 		}
 		notFound := func() error {
 			if user == nil {

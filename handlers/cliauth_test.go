@@ -117,3 +117,31 @@ func readHeader(t *testing.T, b *browser, path string) http.Header {
 	readBody(t, resp)
 	return resp.Header
 }
+
+// TestCreateWorkspaceFormTopLevelOnly (issue 12): the page that the
+// dashboard's create form answers with shows a manual workspace's agent
+// token, so it answers a top-level navigation only, not a script's fetch
+// or a frame; a refused request creates nothing.
+func TestCreateWorkspaceFormTopLevelOnly(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ts.pushTemplate(t, "base", testTemplate)
+	owner := loggedIn(t, ts, "owner", "owner-password")
+	for _, h := range []http.Header{
+		{"Sec-Fetch-Dest": {"empty"}, "Sec-Fetch-Mode": {"cors"}},
+		{"Sec-Fetch-Dest": {"iframe"}, "Sec-Fetch-Mode": {"navigate"}},
+	} {
+		resp := owner.do("POST", "/workspaces", url.Values{"name": {"dev"}, "template": {"base"}}, h)
+		if body := readBody(t, resp); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "CODER_AGENT_TOKEN") {
+			t.Errorf("POST /workspaces with %v: %d\n%s", h, resp.StatusCode, body)
+		}
+	}
+	var ws []sdk.Workspace
+	if err := ts.Owner.Request(testContext(t), http.MethodGet, "/api/v2/workspaces", nil, &ws); err != nil || len(ws) != 0 {
+		t.Fatalf("refused forms created workspaces: %v %v", ws, err)
+	}
+	resp := owner.do("POST", "/workspaces", url.Values{"name": {"dev"}, "template": {"base"}}, navigation)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusCreated || !strings.Contains(body, "CODER_AGENT_TOKEN=") || strings.Contains(body, "CODER_AGENT_TOKEN=&lt;token&gt;") {
+		t.Fatalf("POST /workspaces as a page: %d\n%s", resp.StatusCode, body)
+	}
+}

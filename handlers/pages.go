@@ -274,7 +274,13 @@ func (a *API) workspacesPage(r *http.Request) (web.WorkspacesPage, error) {
 	return p, nil
 }
 
+// serveCreateWorkspaceForm creates a workspace and shows its page, which
+// for a manual workspace holds the agents' tokens: like /cli-auth, it
+// answers top-level navigations only.
 func (a *API) serveCreateWorkspaceForm(w http.ResponseWriter, r *http.Request) error {
+	if err := topLevelOnly(r); err != nil {
+		return err
+	}
 	req := sdk.CreateWorkspaceRequest{Name: r.PostFormValue("name"), Template: r.PostFormValue("template")}
 	v, err := a.createWorkspace(r, req)
 	if err != nil {
