@@ -234,6 +234,23 @@ agents:
 						t.Errorf("the attack made an owner: %v", users)
 					}
 				}
+				// The owner, in the address bar, still gets a token for
+				// `coder login` from /cli-auth's form.
+				p.do("create a CLI token", chromedp.Navigate(base+"/cli-auth"),
+					chromedp.WaitVisible(chromedp.CSS(`[data-testid=cli-auth-create]`)))
+				if n := apiKeyCount(t, ts); n != keysBefore {
+					t.Errorf("opening /cli-auth made %d API keys", n-keysBefore)
+				}
+				p.do("submit the form", chromedp.Click(chromedp.CSS(`[data-testid=cli-auth-create]`)),
+					chromedp.WaitVisible(chromedp.CSS(`[data-testid=cli-token]`)))
+				tok, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=cli-token]`)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var me sdk.User
+				if err := ts.client(strings.TrimSpace(tok)).Request(testContext(t), http.MethodGet, "/api/v2/users/me", nil, &me); err != nil || me.Username != "owner" {
+					t.Fatalf("the token from /cli-auth: %+v %v", me, err)
+				}
 			}
 		})
 	}
