@@ -15,8 +15,8 @@ import (
 	"github.com/gatewaydev/coder/web"
 )
 
-// appRefusal is why a path app does not open for a visitor who is logged
-// in; the empty value means it opens.
+// appRefusal says why a path app does not open for a visitor; the zero
+// value, appOpens, means it opens.
 type appRefusal int
 
 const (
@@ -67,6 +67,16 @@ func (a *API) pathAppAccess(share string, u *store.User, wk store.Workspace) app
 // dashboardCookies names every cookie the dashboard sets. None of them
 // reaches an app, and an app cannot set one (apps.RewriteSetCookie). Add a
 // cookie here when the dashboard starts to set one.
+//
+// What else a browser sends with a request to a path app, and why it
+// passes: the app's own cookies (those with a Path under the app, and any
+// other cookie of the origin that is not the dashboard's: the dashboard
+// sets none); Authorization, which the dashboard never uses (browsers send
+// it only after the app itself asked for HTTP authentication); Referer,
+// whose dashboard URLs carry no secret (no token is ever put in a URL);
+// Origin and Sec-Fetch-*, which apps need for their own CSRF checks. The
+// Coder-Session-Token header, which only the CLI sends, is stripped
+// (apps.Options.StripHeaders).
 func (a *API) dashboardCookies() []string {
 	return []string{a.sessions.Cookie.Name}
 }
