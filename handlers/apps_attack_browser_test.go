@@ -76,7 +76,7 @@ const attackScript = `
         const csrf = w.document.querySelector('input[name=csrf]');
         if (csrf && !submitted) { submitted = true; csrf.form.submit(); }
       } catch (e) { resolve('key= unreadable: ' + e); return; }
-      if (n > 100) { resolve('key= timeout'); return; }
+      if (n > 300) { resolve('key= timeout'); return; }
       setTimeout(tick, 100);
     };
     tick();
