@@ -57,6 +57,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./sdk -run '^$$' -fuzz FuzzParseTemplate -fuzztime $(FUZZTIME)
 	$(GO) test ./handlers -run '^$$' -fuzz FuzzAppPath -fuzztime $(FUZZTIME)
+	$(GO) test ./apps -run '^$$' -fuzz FuzzRewriteSetCookie -fuzztime $(FUZZTIME)
 	$(GO) test ./terminal -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME)
 	$(GO) test ./terminal/vt -run '^$$' -fuzz FuzzTerminal -fuzztime $(FUZZTIME)
 	$(GO) test ./tailnet -run '^$$' -fuzz FuzzParseDERPMap -fuzztime $(FUZZTIME)

@@ -47,12 +47,19 @@ func Port(u *url.URL) (uint16, error) {
 // Options configure a Proxy.
 type Options struct {
 	Logger *slog.Logger
-	// StripCookies names cookies that must never reach an app (the
-	// dashboard's session cookie).
+	// StripCookies names the cookies of the dashboard: they never reach an
+	// app, and an app's Set-Cookie that names one is dropped (compared
+	// without regard to case), so that an app can neither read nor replace
+	// the visitor's session.
 	StripCookies []string
 	// StripHeaders names request headers that must never reach an app
 	// (the API token header).
 	StripHeaders []string
+	// StripResponseHeaders names response headers of an app that never
+	// reach the browser, like Service-Worker-Allowed, with which an app on
+	// the dashboard's origin could install a service worker over the
+	// dashboard's pages.
+	StripResponseHeaders []string
 }
 
 // Proxy reverse-proxies requests to workspace apps through a dial
@@ -74,7 +81,8 @@ func NewProxy(opts Options) *Proxy {
 var ErrBadGateway = errors.New("the app is not reachable")
 
 // Serve proxies r to t. Websocket upgrades pass through. The dashboard's
-// cookie and token never reach the app.
+// cookies and token never reach the app, and the app's cookies stay under
+// t.Prefix (see [RewriteSetCookie]).
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 	port, err := Port(t.URL)
 	if err != nil {
@@ -107,6 +115,20 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 			IdleConnTimeout:       30 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
 		},
+		ModifyResponse: func(resp *http.Response) error {
+			for _, h := range p.opts.StripResponseHeaders {
+				resp.Header.Del(h)
+			}
+			if sc := resp.Header.Values("Set-Cookie"); len(sc) > 0 {
+				resp.Header.Del("Set-Cookie")
+				for _, line := range sc {
+					if c, ok := RewriteSetCookie(line, t.Prefix, p.opts.StripCookies); ok {
+						resp.Header.Add("Set-Cookie", c)
+					}
+				}
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.opts.Logger.Debug("app proxy", "url", t.URL.Redacted(), "err", err)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -136,7 +158,7 @@ func stripCookies(r *http.Request, names []string) {
 	for _, c := range cookies {
 		drop := false
 		for _, n := range names {
-			if c.Name == n {
+			if strings.EqualFold(c.Name, n) {
 				drop = true
 			}
 		}
@@ -144,4 +166,41 @@ func stripCookies(r *http.Request, names []string) {
 			r.AddCookie(c)
 		}
 	}
+}
+
+// RewriteSetCookie confines one Set-Cookie header line of an app served
+// under prefix (like /@alice/dev.main/apps/code) to that prefix: a missing
+// Path, or one outside the prefix, becomes the prefix, and any Domain is
+// dropped (the cookie is then host-only). A cookie that names one of drop
+// (the dashboard's cookies, compared without regard to case) or that does
+// not parse is refused: ok is false. The returned line is re-serialised by
+// net/http, so that no attribute the parser did not understand survives.
+//
+// This keeps an app's cookies off the dashboard's paths; it cannot stop a
+// script of the app from setting document.cookie, which is why path apps
+// open for their workspace's owner only unless the deployment says
+// otherwise.
+func RewriteSetCookie(line, prefix string, drop []string) (string, bool) {
+	c, err := http.ParseSetCookie(line)
+	if err != nil {
+		return "", false
+	}
+	for _, n := range drop {
+		if strings.EqualFold(c.Name, n) {
+			return "", false
+		}
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix == "" || !strings.HasPrefix(prefix, "/") {
+		return "", false
+	}
+	if c.Path != prefix && !strings.HasPrefix(c.Path, prefix+"/") || strings.Contains(c.Path, "/..") || strings.ContainsAny(c.Path, "%\\") {
+		c.Path = prefix
+	}
+	c.Domain = ""
+	out := c.String()
+	if out == "" {
+		return "", false
+	}
+	return out, true
 }

@@ -140,3 +140,60 @@ func TestPort(t *testing.T) {
 		t.Error("port 0 accepted")
 	}
 }
+
+func TestRewriteSetCookie(t *testing.T) {
+	t.Parallel()
+	const prefix = "/@alice/dev.main/apps/code"
+	drop := []string{"coder_session"}
+	for in, want := range map[string]string{
+		"a=1":                         "a=1; Path=" + prefix,
+		"b=2; Path=/":                 "b=2; Path=" + prefix,
+		"c=3; Path=/api/v2; HttpOnly": "c=3; Path=" + prefix + "; HttpOnly",
+		"d=4; Domain=example.com; Path=" + prefix + "/sub": "d=4; Path=" + prefix + "/sub",
+		"e=5; Path=" + prefix:                              "e=5; Path=" + prefix,
+		"f=6; Path=" + prefix + "x":                        "f=6; Path=" + prefix,
+		"g=7; Path=" + prefix + "/../../../api":            "g=7; Path=" + prefix,
+		"h=8; Path=" + prefix + "/%2e%2e/x":                "h=8; Path=" + prefix,
+		"coder_session=evil; Path=/api/v2":                 "",
+		"Coder_Session=evil":                               "",
+		"=nameless":                                        "",
+	} {
+		got, ok := apps.RewriteSetCookie(in, prefix, drop)
+		if want == "" {
+			if ok {
+				t.Errorf("RewriteSetCookie(%q) = %q, want it dropped", in, got)
+			}
+			continue
+		}
+		if !ok || got != want {
+			t.Errorf("RewriteSetCookie(%q) = %q %v, want %q", in, got, ok, want)
+		}
+	}
+}
+
+// FuzzRewriteSetCookie: whatever an app sends, a cookie that passes is a
+// valid Set-Cookie line with no Domain, a Path under the app's prefix and a
+// name that is not the dashboard's.
+func FuzzRewriteSetCookie(f *testing.F) {
+	for _, s := range []string{"a=1", "coder_session=x; Path=/", "c=3; Domain=.example.com; Path=/@alice/dev.main/apps/code/sub",
+		"x=1; Path=/@alice/dev.main/apps/codex", "y=2; path=/@alice/dev.main/apps/code/../..", "z=\"q\"; Max-Age=5; Secure; SameSite=None; Partitioned"} {
+		f.Add(s)
+	}
+	const prefix = "/@alice/dev.main/apps/code"
+	f.Fuzz(func(t *testing.T, line string) {
+		out, ok := apps.RewriteSetCookie(line, prefix, []string{"coder_session"})
+		if !ok {
+			return
+		}
+		c, err := http.ParseSetCookie(out)
+		if err != nil {
+			t.Fatalf("RewriteSetCookie(%q) = %q, which does not parse: %v", line, out, err)
+		}
+		if strings.EqualFold(c.Name, "coder_session") {
+			t.Fatalf("RewriteSetCookie(%q) = %q kept the dashboard's cookie", line, out)
+		}
+		if c.Domain != "" || (c.Path != prefix && !strings.HasPrefix(c.Path, prefix+"/")) || strings.Contains(c.Path, "/..") {
+			t.Fatalf("RewriteSetCookie(%q) = %q: domain %q path %q", line, out, c.Domain, c.Path)
+		}
+	})
+}

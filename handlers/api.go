@@ -52,6 +52,17 @@ type Options struct {
 	StatusPollInterval time.Duration
 	// Tailnet configures coordination, DERP and STUN.
 	Tailnet TailnetOptions
+	// DisablePathApps turns path-based apps off: their URLs answer with a
+	// page that says so, and the workspace page offers no links to them.
+	DisablePathApps bool
+	// DangerousAllowPathAppSharing applies each path app's share level
+	// from its template (authenticated, public). Off (the default), a path
+	// app opens for its workspace's owner only: it runs on the dashboard's
+	// origin, so its scripts act as whoever opens it.
+	DangerousAllowPathAppSharing bool
+	// DangerousAllowPathAppSiteOwnerAccess lets users with the owner role
+	// open other users' path apps. Off (the default), they are refused.
+	DangerousAllowPathAppSiteOwnerAccess bool
 }
 
 // API is the primary server's HTTP surface. Create it with New, serve
@@ -143,7 +154,7 @@ func New(opts Options) (*API, error) {
 		opts.Registerer.MustRegister(termMetrics)
 	}
 	a.apps = apps.NewProxy(apps.Options{Logger: a.logger.With("component", "apps"),
-		StripCookies: []string{a.sessions.Cookie.Name}, StripHeaders: []string{sdk.SessionTokenHeader}})
+		StripCookies: a.dashboardCookies(), StripHeaders: []string{sdk.SessionTokenHeader}, StripResponseHeaders: appResponseHeaders})
 	a.relay = terminal.NewRelay(terminal.RelayOptions{Logger: a.logger.With("component", "terminal_relay"), Metrics: termMetrics})
 	a.routes()
 	a.wg.Add(1)
@@ -229,6 +240,7 @@ func (a *API) routes() {
 	mux.HandleFunc("POST /login", h(a.serveLoginForm))
 	mux.HandleFunc("POST /logout", h(a.serveLogoutForm))
 	mux.HandleFunc("GET /cli-auth", wu(a.serveCLIAuthPage))
+	mux.HandleFunc("POST /cli-auth", wu(a.serveCLIAuthForm))
 	mux.HandleFunc("GET /workspaces", wu(a.serveWorkspacesPage))
 	mux.HandleFunc("POST /workspaces", wu(a.serveCreateWorkspaceForm))
 	// Workspace URLs, /@{user}/{workspace}[.{agent}]/..., are routed by
@@ -288,14 +300,20 @@ func (a *API) routes() {
 	}))
 }
 
-// securityHeaders sets headers every dashboard response carries.
+// securityHeaders sets headers every dashboard response carries. Only
+// pages of the dashboard's own origin may frame it. Cross-Origin-Opener-Policy
+// puts a dashboard page that a path app opens with window.open (or
+// navigates a window to) in a browsing context group of its own, so the
+// app's script cannot read it; path app responses go out without it (see
+// serveApp).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+		h.Set("X-Frame-Options", "SAMEORIGIN")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'self'; base-uri 'self'; form-action 'self'")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -47,6 +47,8 @@ type testOptions struct {
 	// wrapListener, if set, wraps the server's listener (to cut
 	// connections in tests).
 	wrapListener func(net.Listener) net.Listener
+	// configure, if set, changes the API's options before it starts.
+	configure func(*handlers.Options)
 }
 
 // configureOnce guards tailnet.ConfigureProcess, which sets process-wide
@@ -86,11 +88,15 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 		tn = handlers.TailnetOptions{Enabled: true, STUNAddrs: []string{"127.0.0.1:0"}}
 		nodeDir = t.TempDir() // removed after the cleanup below closes the node
 	}
-	api, err := handlers.New(handlers.Options{
+	apiOpts := handlers.Options{
 		DB: db, Logger: testLogger(t), AccessURL: u, Version: "v-test", Registerer: reg,
 		Provisioner: o.provisioner, BrowserOnly: o.browserOnly, StatusPollInterval: o.pollInterval,
 		Tailnet: tn,
-	})
+	}
+	if o.configure != nil {
+		o.configure(&apiOpts)
+	}
+	api, err := handlers.New(apiOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -183,7 +184,48 @@ func (a *API) serveLogoutForm(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// cliAuthCSRFKey is the session key of the /cli-auth form's token.
+const cliAuthCSRFKey = "cli_auth_csrf"
+
+// topLevelOnly refuses a request for a page that shows a secret unless the
+// browser says it is a top-level navigation. Fetch Metadata tells a page
+// that a script fetched, or that a frame loads, from a page opened in the
+// address bar; a script of a path app (on the dashboard's origin) could
+// read the former two. Browsers send these headers over HTTPS and to
+// localhost only; without them (plain HTTP, the CLI) the request passes,
+// and owner-only path apps are what keeps other users' scripts off the
+// page.
+func topLevelOnly(r *http.Request) error {
+	dest, mode := r.Header.Get("Sec-Fetch-Dest"), r.Header.Get("Sec-Fetch-Mode")
+	if (dest == "" || dest == "document") && (mode == "" || mode == "navigate") {
+		return nil
+	}
+	return &HTTPError{Code: http.StatusForbidden, Msg: "This page shows a secret, so it opens only on its own: type its address into the browser's address bar."}
+}
+
+// serveCLIAuthPage shows the form that creates a token for `coder login`.
+// A GET creates nothing: the key is made by the form's POST, which carries
+// a token bound to the session.
 func (a *API) serveCLIAuthPage(w http.ResponseWriter, r *http.Request) error {
+	if err := topLevelOnly(r); err != nil {
+		return err
+	}
+	csrf := randomString(32)
+	a.sessions.Put(r.Context(), cliAuthCSRFKey, csrf)
+	return render(w, r, http.StatusOK, web.CLIAuth(web.CLIAuthPage{Nav: a.nav(r, ""), CSRF: csrf}))
+}
+
+// serveCLIAuthForm creates a session token for `coder login` and shows it
+// once. The form's token is used up.
+func (a *API) serveCLIAuthForm(w http.ResponseWriter, r *http.Request) error {
+	if err := topLevelOnly(r); err != nil {
+		return err
+	}
+	want := a.sessions.PopString(r.Context(), cliAuthCSRFKey)
+	got := r.PostFormValue("csrf")
+	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return &HTTPError{Code: http.StatusForbidden, Msg: "This form has expired. Open /cli-auth again and create the token from there."}
+	}
 	tok, err := a.newAPIKey(r.Context(), userFrom(r).ID, "cli", "cli-auth")
 	if err != nil {
 		return err
@@ -238,7 +280,13 @@ func (a *API) workspacesPage(r *http.Request) (web.WorkspacesPage, error) {
 	return p, nil
 }
 
+// serveCreateWorkspaceForm creates a workspace and shows its page, which
+// for a manual workspace holds the agents' tokens: like /cli-auth, it
+// answers top-level navigations only.
 func (a *API) serveCreateWorkspaceForm(w http.ResponseWriter, r *http.Request) error {
+	if err := topLevelOnly(r); err != nil {
+		return err
+	}
 	if err := readForm(w, r); err != nil {
 		return err
 	}
@@ -309,8 +357,7 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 			va.SSHCommand = "coder ssh " + target
 		}
 		for _, app := range ag.Apps {
-			va.Apps = append(va.Apps, web.App{Slug: app.Slug, DisplayName: app.DisplayName, Share: app.Share,
-				URL: base + "." + url.PathEscape(ag.Name) + "/apps/" + url.PathEscape(app.Slug) + "/"})
+			va.Apps = append(va.Apps, a.appView(base+"."+url.PathEscape(ag.Name), app))
 		}
 		if v.Provisioner == sdk.ProvisionerManual {
 			tok := ag.Token
@@ -502,6 +549,18 @@ func (a *API) serveTemplatesPage(w http.ResponseWriter, r *http.Request) error {
 	return render(w, r, http.StatusOK, web.Templates(p))
 }
 
+// pathAppsSetting says who path apps open for.
+func pathAppsSetting(o Options) string {
+	switch {
+	case o.DisablePathApps:
+		return "off"
+	case o.DangerousAllowPathAppSharing:
+		return "shared as each template says (dangerous)"
+	default:
+		return "workspace owner only"
+	}
+}
+
 func onOff(b bool) string {
 	if b {
 		return "on"
@@ -526,6 +585,8 @@ func (a *API) serveDeploymentPage(w http.ResponseWriter, r *http.Request) error 
 		{Name: "TLS", Value: onOff(o.TLS), Help: "--tls-enable / CODER_TLS_ENABLE"},
 		{Name: "Database", Value: db},
 		{Name: "Browser-only", Value: onOff(o.BrowserOnly), Help: "--browser-only / CODER_BROWSER_ONLY: when on, SSH and CLI tunnels are refused."},
+		{Name: "Path apps", Value: pathAppsSetting(o), Help: "--disable-path-apps / CODER_DISABLE_PATH_APPS, --dangerous-allow-path-app-sharing / CODER_DANGEROUS_ALLOW_PATH_APP_SHARING"},
+		{Name: "Path apps of other users for site owners", Value: onOff(o.DangerousAllowPathAppSiteOwnerAccess), Help: "--dangerous-allow-path-app-site-owner-access / CODER_DANGEROUS_ALLOW_PATH_APP_SITE_OWNER_ACCESS"},
 	}}
 	p.Settings = append(p.Settings, a.extraSettings...)
 	p.DERPRegions, p.STUN = a.derpRegions()

@@ -58,8 +58,22 @@ type WorkspacesPage struct {
 type App struct {
 	Slug        string
 	DisplayName string
-	URL         string
-	Share       string
+	// URL is the app's link; empty when the deployment does not serve it
+	// (path apps turned off).
+	URL   string
+	Share string
+	// Note says how the deployment limits the app, like "shared with
+	// authenticated users in the template; path-app sharing is off on this
+	// deployment"; empty when it does not.
+	Note string
+}
+
+// AppRefusedPage says why a path app did not open, and what to do.
+type AppRefusedPage struct {
+	Nav    Nav
+	Title  string
+	Reason string
+	Help   string
 }
 
 // Agent is an agent as shown on the workspace page.
@@ -159,10 +173,14 @@ type Setting struct {
 	Help  string
 }
 
-// CLIAuthPage shows a new session token to paste into `coder login`.
+// CLIAuthPage shows a new session token to paste into `coder login`, or,
+// while Token is empty, the form that asks for one.
 type CLIAuthPage struct {
 	Nav   Nav
 	Token string
+	// CSRF is the form's token, bound to the session; used while Token is
+	// empty.
+	CSRF string
 }
 
 // ErrorPage is a friendly error.

@@ -55,6 +55,10 @@ type serverOptions struct {
 	TailnetTCPBuffer        sizeValue
 	PprofEnable             boolValue
 	PprofAddress            stringValue
+
+	DisablePathApps                      boolValue
+	DangerousAllowPathAppSharing         boolValue
+	DangerousAllowPathAppSiteOwnerAccess boolValue
 }
 
 func (o *serverOptions) table() optionSet {
@@ -87,6 +91,12 @@ func (o *serverOptions) table() optionSet {
 			Description: "Bind address of the profiling endpoints."},
 		{Flag: "browser-only", Env: "CODER_BROWSER_ONLY", Value: &o.BrowserOnly,
 			Description: "Allow only browser connections to workspaces (web terminal and apps); refuse SSH and CLI tunnels."},
+		{Flag: "disable-path-apps", Env: "CODER_DISABLE_PATH_APPS", Value: &o.DisablePathApps,
+			Description: "Serve no path-based apps (/@user/workspace.agent/apps/slug/); subdomain apps still work."},
+		{Flag: "dangerous-allow-path-app-sharing", Env: "CODER_DANGEROUS_ALLOW_PATH_APP_SHARING", Value: &o.DangerousAllowPathAppSharing,
+			Description: "Let path apps be shared as their template says (authenticated, public). Dangerous: a path app runs on the dashboard's origin, so its scripts act as whoever opens it."},
+		{Flag: "dangerous-allow-path-app-site-owner-access", Env: "CODER_DANGEROUS_ALLOW_PATH_APP_SITE_OWNER_ACCESS", Value: &o.DangerousAllowPathAppSiteOwnerAccess,
+			Description: "Let site owners open other users' path apps. Dangerous: the app's scripts act as the site owner."},
 		{Flag: "verbose", Short: "v", Env: "CODER_VERBOSE", Value: &o.Verbose,
 			Description: "Log debug messages."},
 		{Flag: "derp-server-enable", Env: "CODER_DERP_SERVER_ENABLE", Default: "true", Value: &o.DERPServerEnable,
@@ -296,7 +306,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 
 	api, err := handlers.New(handlers.Options{
 		DB: db, Logger: logger, AccessURL: accessURL, WildcardAccessURL: string(o.WildcardAccessURL),
-		TLS: bool(o.TLSEnable), BrowserOnly: bool(o.BrowserOnly), BuiltinDB: builtin, Version: version,
+		TLS: bool(o.TLSEnable), BrowserOnly: bool(o.BrowserOnly),
+		DisablePathApps: bool(o.DisablePathApps), DangerousAllowPathAppSharing: bool(o.DangerousAllowPathAppSharing),
+		DangerousAllowPathAppSiteOwnerAccess: bool(o.DangerousAllowPathAppSiteOwnerAccess), BuiltinDB: builtin, Version: version,
 		Registerer: reg, Provisioner: localProvisioner{prov},
 		Tailnet: handlers.TailnetOptions{
 			Enabled: true,
