@@ -294,9 +294,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 		return fmt.Errorf("find own executable for local agents: %w", err)
 	}
 	// Agents get a clean environment (none of the server's secrets): of
-	// ours, only PATH and LANG.
+	// ours, only PATH, LANG and which certificates to trust when they dial
+	// the server (SSL_CERT_FILE, SSL_CERT_DIR).
 	var agentEnv []string
-	for _, k := range []string{"PATH", "LANG"} {
+	for _, k := range []string{"PATH", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			agentEnv = append(agentEnv, k+"="+v)
 		}

@@ -71,7 +71,21 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestTLSOnePort(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile, pool := selfSigned(t, dir)
+	// The certificate (not its key) is public: local agents, which run as
+	// an OS account of their own, read it through SSL_CERT_FILE, so it
+	// lives in a directory they can reach.
+	certDir, err := os.MkdirTemp("", "coder-tls-cert-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(certDir) })
+	if err := os.Chmod(certDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, pool := selfSigned(t, certDir)
+	if err := os.Chmod(certFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	trust := "SSL_CERT_FILE=" + certFile
 	srv := testutil.StartServer(t, []string{trust, "CODER_PG_CONNECTION_URL=" + storetest.URL(t)},
 		"--config-dir", filepath.Join(dir, "server"), "--http-address", "",
