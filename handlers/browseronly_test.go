@@ -2,8 +2,12 @@ package handlers_test
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
@@ -15,6 +19,7 @@ import (
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 	"github.com/gatewaydev/coder/tailnet/tailnettest"
+	"github.com/gatewaydev/coder/terminal/terminaltest"
 )
 
 // derpFirstMessage connects to ts's embedded DERP relay as k and returns
@@ -104,4 +109,59 @@ func TestDERPBrowserOnlyAfterRestart(t *testing.T) {
 	if _, ok := msg.(derp.ServerInfoMessage); !ok {
 		t.Fatalf("first DERP message to the agent %T, want ServerInfoMessage", msg)
 	}
+}
+
+// sessionCookie logs the owner in through the login form, as the dashboard
+// does, and returns the session cookie as a Cookie header value.
+func sessionCookie(t *testing.T, ts *testServer) string {
+	t.Helper()
+	b := newBrowser(t, ts.URL)
+	resp := b.do("POST", "/login", url.Values{"login": {"owner"}, "password": {"owner-password"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login form: status %d", resp.StatusCode)
+	}
+	for _, c := range b.hc.Jar.Cookies(ts.URL) {
+		if c.Name == "coder_session" {
+			return c.Name + "=" + c.Value
+		}
+	}
+	t.Fatal("the login form set no coder_session cookie")
+	return ""
+}
+
+// TestPTYBrowserOnly (issue 12): in browser-only mode the terminal
+// websocket opens only with the browser session cookie and the dashboard's
+// Origin. An API token is refused with or without an Origin, and a cookie
+// without an Origin or with a foreign one is refused, each with a 403 that
+// says what to do; the cookie with the right Origin gets a working shell.
+func TestPTYBrowserOnly(t *testing.T) {
+	e := newTermEnv(t, func(o *testOptions) { o.browserOnly = true })
+	cookie := sessionCookie(t, e.ts)
+	origin := e.ts.URL.Scheme + "://" + e.ts.URL.Host
+	u := e.ptyURL(e.ws.Agents[0].ID, url.Values{"reconnect": {uuid.NewString()}, "width": {"80"}, "height": {"24"}})
+	const tokenMsg = "This deployment is browser-only: open the terminal and apps from the dashboard in a browser. API tokens are not accepted here."
+	const originMsg = "This deployment is browser-only: open the terminal and apps from the dashboard in a browser, at its own address."
+
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		msg    string
+	}{
+		{"token without Origin", http.Header{sdk.SessionTokenHeader: {e.ts.Owner.Token}}, tokenMsg},
+		{"token with the dashboard's Origin", http.Header{sdk.SessionTokenHeader: {e.ts.Owner.Token}, "Origin": {origin}}, tokenMsg},
+		{"token and cookie with the dashboard's Origin", http.Header{sdk.SessionTokenHeader: {e.ts.Owner.Token}, "Cookie": {cookie}, "Origin": {origin}}, tokenMsg},
+		{"cookie without Origin", http.Header{"Cookie": {cookie}}, originMsg},
+		{"cookie with a foreign Origin", http.Header{"Cookie": {cookie}, "Origin": {"http://evil.example"}}, originMsg},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, msg := dialRefused(t, u, tc.header)
+			if code != http.StatusForbidden || msg != tc.msg {
+				t.Fatalf("status %d %q, want 403 %q", code, msg, tc.msg)
+			}
+		})
+	}
+
+	b := terminaltest.DialBrowser(t, u, terminaltest.BrowserOptions{Header: http.Header{"Cookie": {cookie}, "Origin": {origin}}})
+	b.Type("echo web-$((40+2))\r")
+	b.WaitText("web-42")
 }
