@@ -61,7 +61,7 @@ func (a *Agent) startTailnet() error {
 	}
 	pty := terminal.NewServer(terminal.ServerOptions{
 		Logger: a.logger, IdleTimeout: a.opts.TerminalIdleTimeout, NewScreen: newVTScreen,
-		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics,
+		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics, MaxSessions: a.opts.MaxTerminalSessions,
 	})
 	stopSSH, err := a.serveSSH(node)
 	if err != nil {

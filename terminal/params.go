@@ -10,12 +10,14 @@ import (
 )
 
 // Terminal size limits. Sizes above them are clamped: they bound the memory
-// a client can make the agent's screen allocate.
+// a client can make the agent's screen allocate (the emulator keeps 12
+// bytes per cell; 1000×500 is 6 MB of viewport, and [MaxScreenCells] bounds
+// the scrollback on top of it).
 const (
 	// MaxWidth is the largest accepted width in columns.
 	MaxWidth = 1000
 	// MaxHeight is the largest accepted height in rows.
-	MaxHeight = 1000
+	MaxHeight = 500
 	// DefaultWidth is the width used when none (or zero) is given.
 	DefaultWidth = 80
 	// DefaultHeight is the height used when none (or zero) is given.
