@@ -22,6 +22,11 @@ const (
 	DefaultWidth = 80
 	// DefaultHeight is the height used when none (or zero) is given.
 	DefaultHeight = 24
+	// MaxScreenCells is the cell budget of a session's screen, viewport and
+	// scrollback together, that the agent gives its emulator
+	// (vt.Options.MaxCells): about 12 MB a session. An 80-column session
+	// keeps its full 10,000-line scrollback; a 1000×500 one keeps 548 lines.
+	MaxScreenCells = 1 << 20
 	// MaxCommandLen is the longest accepted command, in bytes.
 	MaxCommandLen = 4096
 )
