@@ -13,12 +13,10 @@ import (
 	"github.com/gatewaydev/coder/terminal"
 )
 
-// TestTerminalSessionLimit (issue 12): an agent with MaxTerminalSessions 2
-// refuses a third distinct session with close code 1013 and a reason the
-// page shows, while reattaching to an existing session still works; once a
-// session ends there is room again, and a 65535×65535 request gets a PTY
-// clamped to terminal.MaxWidth×terminal.MaxHeight (1000×500).
-func TestTerminalSessionLimit(t *testing.T) {
+// newLimitedTermEnv is newTermEnv with an agent that keeps at most
+// maxSessions terminal sessions.
+func newLimitedTermEnv(t *testing.T, maxSessions int) *termEnv {
+	t.Helper()
 	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true })
 	ts.pushTemplate(t, "base", testTemplate)
 	e := &termEnv{ts: ts, ws: createWorkspace(t, ts.Owner, "dev", "base"), agentReg: prometheus.NewRegistry()}
@@ -26,13 +24,23 @@ func TestTerminalSessionLimit(t *testing.T) {
 	e.agentReg.MustRegister(m)
 	a, err := agent.New(agent.Options{
 		URL: ts.URL, Token: e.ws.Agents[0].Token, Logger: testLogger(t).With("side", "agent"), Version: "v-agent",
-		StateDir: t.TempDir(), Directory: t.TempDir(), TerminalMetrics: m, MaxTerminalSessions: 2,
+		StateDir: t.TempDir(), Directory: t.TempDir(), TerminalMetrics: m, MaxTerminalSessions: maxSessions,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
 	e.waitAgent(t, "dev", "connected")
+	return e
+}
+
+// TestTerminalSessionLimit (issue 12): an agent with MaxTerminalSessions 2
+// refuses a third distinct session with close code 1013 and a reason the
+// page shows, while reattaching to an existing session still works; once a
+// session ends there is room again, and a 65535×65535 request gets a PTY
+// clamped to terminal.MaxWidth×terminal.MaxHeight (1000×500).
+func TestTerminalSessionLimit(t *testing.T) {
+	e := newLimitedTermEnv(t, 2)
 
 	id1, id2 := uuid.NewString(), uuid.NewString()
 	b1 := e.attach(t, id1, nil)
