@@ -46,7 +46,7 @@ func newAgentCmd() *cobra.Command {
 				return errMissing("agent-token", "CODER_AGENT_TOKEN")
 			}
 			if o.MaxSessions < 1 {
-				return fmt.Errorf("--max-terminal-sessions (CODER_AGENT_MAX_TERMINAL_SESSIONS) must be at least 1, not %d", int(o.MaxSessions))
+				return fmt.Errorf("invalid value %d for --max-terminal-sessions / $CODER_AGENT_MAX_TERMINAL_SESSIONS: must be at least 1 (see coder agent --help)", int(o.MaxSessions))
 			}
 			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
 			// Tailscale's knobs are process-wide: set before the agent's node
