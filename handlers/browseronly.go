@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gatewaydev/coder/sdk"
 )
@@ -10,17 +11,25 @@ import (
 // browser-only mode.
 var errBrowserOnlyToken = &HTTPError{Code: http.StatusForbidden, Msg: "This deployment is browser-only: open the terminal and apps from the dashboard in a browser. API tokens are not accepted here."}
 
-// errBrowserOnlyOrigin refuses a browser-only request without the
-// dashboard's Origin.
+// errBrowserOnlyOrigin refuses a browser-only request that does not come
+// from a page of the dashboard's origin.
 var errBrowserOnlyOrigin = &HTTPError{Code: http.StatusForbidden, Msg: "This deployment is browser-only: open the terminal and apps from the dashboard in a browser, at its own address."}
 
 // browserRequestOK is the gate of the surfaces that browser-only mode keeps
-// open (the web terminal's websocket and apps). In browser-only mode it
-// accepts only a request authenticated by the browser session cookie (never
-// an API token, even with a matching Origin) that carries an Origin equal
-// to the access URL's, as a browser sends on a websocket upgrade from the
-// dashboard; a script holding a user's token cannot open a shell. Outside
-// browser-only mode it accepts every request. r must have passed withUser.
+// open: the web terminal's websocket and apps. Outside browser-only mode it
+// accepts every request. In browser-only mode it refuses any request that
+// carries an API token (even with a matching Origin), so that only the
+// browser session cookie authenticates, and accepts:
+//
+//   - a request whose Origin is the access URL's (checkOrigin); browsers
+//     send Origin on every websocket upgrade and on non-GET requests;
+//   - without Origin, only a GET or HEAD that is not a websocket upgrade
+//     and whose Sec-Fetch-Site is "same-origin" or "none": the navigations
+//     and same-origin loads of an app's pages, for which browsers send no
+//     Origin.
+//
+// r must have passed withUser (or carry no user, for public apps). Apps
+// call it before proxying, like servePTY.
 func (a *API) browserRequestOK(r *http.Request) error {
 	if !a.opts.BrowserOnly {
 		return nil
@@ -28,8 +37,18 @@ func (a *API) browserRequestOK(r *http.Request) error {
 	if keyID, _ := r.Context().Value(apiKeyIDKey).(string); keyID != "" || r.Header.Get(sdk.SessionTokenHeader) != "" {
 		return errBrowserOnlyToken
 	}
-	if r.Header.Get("Origin") == "" || !a.checkOrigin(r) {
+	if r.Header.Get("Origin") != "" {
+		if a.checkOrigin(r) {
+			return nil
+		}
 		return errBrowserOnlyOrigin
 	}
-	return nil
+	upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	if !upgrade && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "same-origin", "none":
+			return nil
+		}
+	}
+	return errBrowserOnlyOrigin
 }
