@@ -39,6 +39,9 @@ type Options struct {
 	// TerminalIdleTimeout ends a web terminal session nobody is attached to
 	// after this long; zero means 5 minutes.
 	TerminalIdleTimeout time.Duration
+	// MaxTerminalSessions caps the agent's live web terminal sessions
+	// (terminal.ServerOptions.MaxSessions); zero means 32.
+	MaxTerminalSessions int
 	// TerminalMetrics, if not nil, records terminal sessions.
 	TerminalMetrics *terminal.Metrics
 	// TCPBufferMax caps each tailnet TCP connection's buffers

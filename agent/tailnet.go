@@ -21,8 +21,10 @@ import (
 // queries are dropped: the browser's xterm.js answers them itself.
 type vtScreen struct{ t *vt.Terminal }
 
+// newVTScreen makes a session's emulator, its memory bounded by
+// terminal.MaxScreenCells whatever size the browser asks for.
 func newVTScreen(cols, rows, scrollback int) terminal.Screen {
-	return vtScreen{vt.New(cols, rows, vt.Options{Scrollback: scrollback})}
+	return vtScreen{vt.New(cols, rows, vt.Options{Scrollback: scrollback, MaxCells: terminal.MaxScreenCells})}
 }
 
 func (s vtScreen) Write(p []byte) {
@@ -61,7 +63,7 @@ func (a *Agent) startTailnet() error {
 	}
 	pty := terminal.NewServer(terminal.ServerOptions{
 		Logger: a.logger, IdleTimeout: a.opts.TerminalIdleTimeout, NewScreen: newVTScreen,
-		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics,
+		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics, MaxSessions: a.opts.MaxTerminalSessions,
 	})
 	stopSSH, err := a.serveSSH(node)
 	if err != nil {

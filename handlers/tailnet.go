@@ -102,7 +102,7 @@ func (a *API) newTailnet(ctx context.Context) error {
 	a.replicaID = uuid.NewString()
 	srv, err := tailnet.New(tailnet.Options{
 		ControlKey: ck, DERPKey: dk, Authenticator: tailnetAuth{a}, Store: nodeStore{a.db},
-		DERPMap: dm, BlockDirect: o.BlockDirect, STUNAddrs: o.STUNAddrs,
+		DERPMap: dm, BlockDirect: o.BlockDirect, BrowserOnly: a.opts.BrowserOnly, STUNAddrs: o.STUNAddrs,
 		Logger: a.logger.With("component", "tailnet"),
 	})
 	if err != nil {
@@ -117,7 +117,6 @@ func (a *API) newTailnet(ctx context.Context) error {
 		srv.SetDERPMap(dm)
 	}
 	a.derpMap = dm
-	srv.SetBrowserOnly(a.opts.BrowserOnly)
 	a.tailnet = srv
 	if a.opts.Registerer != nil {
 		a.opts.Registerer.MustRegister(srv.Collectors()...)
@@ -197,6 +196,10 @@ func (s nodeStore) GetNode(ctx context.Context, k key.NodePublic) (tailnet.Store
 
 func (s nodeStore) DeleteNode(ctx context.Context, k key.NodePublic) error {
 	return s.db.DeleteTailnetNode(ctx, k.String())
+}
+
+func (s nodeStore) DeleteKind(ctx context.Context, kind tailnet.Kind) (int, error) {
+	return s.db.DeleteTailnetNodesOfKind(ctx, string(kind))
 }
 
 // serverNode is the server's own tailnet node, which reaches agents for the

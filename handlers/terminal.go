@@ -58,8 +58,12 @@ func (a *API) agentForUser(r *http.Request, id string) (store.Agent, store.Works
 }
 
 // servePTY bridges the browser's terminal websocket to the agent's
-// reconnecting PTY over the tailnet.
+// reconnecting PTY over the tailnet. In browser-only mode only the
+// dashboard in a browser may open it (see browserRequestOK).
 func (a *API) servePTY(w http.ResponseWriter, r *http.Request) error {
+	if err := a.browserRequestOK(r); err != nil {
+		return err
+	}
 	ag, _, err := a.agentForUser(r, r.PathValue("agent"))
 	if err != nil {
 		return err

@@ -21,3 +21,14 @@ func (db *DB) DeleteTailnetNode(ctx context.Context, nodeKey string) error {
 	_, err := db.Pool.Exec(ctx, `DELETE FROM tailnet_nodes WHERE node_key = $1`, nodeKey)
 	return err
 }
+
+// DeleteTailnetNodesOfKind removes every record whose identity is of kind
+// (the record's Identity.Kind, as tailnet.StoredNode marshals it) and
+// returns how many it removed.
+func (db *DB) DeleteTailnetNodesOfKind(ctx context.Context, kind string) (int, error) {
+	tag, err := db.Pool.Exec(ctx, `DELETE FROM tailnet_nodes WHERE identity->'Identity'->>'Kind' = $1`, kind)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -51,21 +51,20 @@ func (s *Server) startDERP() error {
 }
 
 // serveDERPAdmit answers derpserver's admission requests: only nodes that
-// are registered (in memory or in the store) may relay.
+// are registered (in memory or in the store) may relay, and in browser-only
+// mode no client node may, whether it is known in memory or only from the
+// store (a client that registered before a restart into browser-only mode).
 func (s *Server) serveDERPAdmit(w http.ResponseWriter, r *http.Request) {
 	var req tailcfg.DERPAdmitClientRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<10)).Decode(&req); err != nil {
 		http.Error(w, "bad admission request", http.StatusBadRequest)
 		return
 	}
-	_, err := s.lookupStored(r.Context(), req.NodePublic)
+	sn, err := s.lookupStored(r.Context(), req.NodePublic)
 	allow := err == nil
-	if allow {
-		// A client known to the store is still refused in browser-only mode.
+	if allow && sn.Identity.Kind == KindClient {
 		s.mu.RLock()
-		if n := s.nodes[req.NodePublic]; n != nil && n.ident.Kind == KindClient && s.browserOnly {
-			allow = false
-		}
+		allow = !s.browserOnly
 		s.mu.RUnlock()
 	}
 	if !allow {

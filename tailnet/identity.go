@@ -102,6 +102,9 @@ type NodeStore interface {
 	// DeleteNode removes the node stored under k; deleting an unknown key is
 	// not an error.
 	DeleteNode(ctx context.Context, k key.NodePublic) error
+	// DeleteKind removes every node whose Identity.Kind is kind and returns
+	// how many it removed.
+	DeleteKind(ctx context.Context, kind Kind) (int, error)
 }
 
 // MemNodeStore is an in-memory [NodeStore], for tests and single-process
@@ -141,6 +144,20 @@ func (m *MemNodeStore) DeleteNode(_ context.Context, k key.NodePublic) error {
 	defer m.mu.Unlock()
 	delete(m.nodes, k)
 	return nil
+}
+
+// DeleteKind implements [NodeStore].
+func (m *MemNodeStore) DeleteKind(_ context.Context, kind Kind) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k, sn := range m.nodes {
+		if sn.Identity.Kind == kind {
+			delete(m.nodes, k)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Len returns the number of stored nodes.

@@ -44,6 +44,12 @@ type Options struct {
 	// the tailcfg.NodeAttrOnlyTCP443 capability
 	// (--block-direct-connections).
 	BlockDirect bool
+	// BrowserOnly starts the server in browser-only mode (--browser-only),
+	// as [Server.SetBrowserOnly] would, and first deletes every client node
+	// from the Store: clients that registered before a restart into this
+	// mode are forgotten, so neither the control protocol nor DERP
+	// admission knows them.
+	BrowserOnly bool
 	// STUNAddrs are UDP addresses the embedded STUN server listens on
 	// (production: "0.0.0.0:3478"; tests: "127.0.0.1:0"). Empty means no
 	// STUN server. See [Server.STUNAddrs] for the bound addresses.
@@ -139,10 +145,17 @@ func New(opts Options) (*Server, error) {
 		index:       newNodeIndex(),
 		conns:       make(map[net.Conn]struct{}),
 		blockDirect: opts.BlockDirect,
+		browserOnly: opts.BrowserOnly,
 		derpMap:     opts.DERPMap,
 	}
 	if s.store == nil {
 		s.store = NewMemNodeStore()
+	}
+	if opts.BrowserOnly {
+		if err := s.forgetClients(); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	s.metrics = newMetrics(s)
 	if !opts.DERPKey.IsZero() {
@@ -225,6 +238,21 @@ func (s *Server) SetBlockDirect(on bool) {
 	s.blockDirect = on
 	s.configVersion++
 	s.wakeAllLocked()
+}
+
+// forgetClients deletes every client node from the store, at the start of
+// a server in browser-only mode.
+func (s *Server) forgetClients() error {
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	n, err := s.store.DeleteKind(ctx, KindClient)
+	if err != nil {
+		return fmt.Errorf("tailnet: new server: forget client nodes in browser-only mode: %w", err)
+	}
+	if n > 0 {
+		s.logger.Info("browser-only mode: forgot client nodes", "count", n)
+	}
+	return nil
 }
 
 // SetBrowserOnly turns browser-only mode on or off. While on, client nodes

@@ -10,16 +10,23 @@ import (
 )
 
 // Terminal size limits. Sizes above them are clamped: they bound the memory
-// a client can make the agent's screen allocate.
+// a client can make the agent's screen allocate (the emulator keeps 12
+// bytes per cell; 1000×500 is 6 MB of viewport, and [MaxScreenCells] bounds
+// the scrollback on top of it).
 const (
 	// MaxWidth is the largest accepted width in columns.
 	MaxWidth = 1000
 	// MaxHeight is the largest accepted height in rows.
-	MaxHeight = 1000
+	MaxHeight = 500
 	// DefaultWidth is the width used when none (or zero) is given.
 	DefaultWidth = 80
 	// DefaultHeight is the height used when none (or zero) is given.
 	DefaultHeight = 24
+	// MaxScreenCells is the cell budget of a session's screen, viewport and
+	// scrollback together, that the agent gives its emulator
+	// (vt.Options.MaxCells): about 12 MB a session. An 80-column session
+	// keeps its full 10,000-line scrollback; a 1000×500 one keeps 548 lines.
+	MaxScreenCells = 1 << 20
 	// MaxCommandLen is the longest accepted command, in bytes.
 	MaxCommandLen = 4096
 )

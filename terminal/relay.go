@@ -43,7 +43,13 @@ const (
 	closeInvalid     = websocket.CloseInvalidFramePayloadData // 1007 frame is not valid input
 	closeTooBig      = websocket.CloseMessageTooBig           // 1009 frame above MaxInputFrame
 	closeInternal    = websocket.CloseInternalServerErr       // 1011 agent unreachable or lost
+	closeTryLater    = websocket.CloseTryAgainLater           // 1013 the agent's session limit is reached
 )
+
+// ReasonTooManySessions is the close reason (code 1013) of a terminal the
+// agent refused because it has [ServerOptions.MaxSessions] live sessions
+// already. The page shows it while it retries.
+const ReasonTooManySessions = "the workspace agent has too many terminal sessions open: close one to open this one"
 
 // Relay bridges browser websockets to sessions on agents (the server and
 // the workspace proxies each have one). Create it with [NewRelay].
@@ -279,6 +285,10 @@ func (rc *relayConn) copyAgentToBrowser(ctx context.Context) {
 			rc.finish(closeNormal, "session ended", nil)
 			return
 		case FrameError:
+			if string(f.Data) == TooManySessionsMessage {
+				rc.finish(closeTryLater, ReasonTooManySessions, fmt.Errorf("agent: %s", TooManySessionsMessage))
+				return
+			}
 			rc.finish(closeInternal, "cannot start the terminal session", fmt.Errorf("agent: %s", truncate(string(f.Data), 200)))
 			return
 		}

@@ -248,7 +248,7 @@ func TestRelayStress(t *testing.T) {
 	t.Parallel()
 	const sessions = 200
 	const lines = 1500 // ~16 KB per session
-	_, dial := newServer(t, terminal.ServerOptions{Logger: quietLogger(t)})
+	_, dial := newServer(t, terminal.ServerOptions{Logger: quietLogger(t), MaxSessions: sessions})
 	_, base := startRelay(t, dial, terminal.RelayOptions{Logger: quietLogger(t), Window: 4 << 10})
 	start := time.Now()
 	browsers := make([]*terminaltest.Browser, sessions)

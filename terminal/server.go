@@ -44,7 +44,23 @@ type ServerOptions struct {
 	QueueBytes int
 	// Metrics, if not nil, records sessions and attaches.
 	Metrics *Metrics
+	// MaxSessions caps the live sessions (`coder agent
+	// --max-terminal-sessions`): an attach that would start one more is
+	// refused with a [FrameError] whose message is [TooManySessionsMessage]
+	// (the relay turns it into a close reason the page shows). Attaching
+	// to an existing session never counts. Zero means [DefaultMaxSessions].
+	MaxSessions int
 }
+
+// DefaultMaxSessions is [ServerOptions.MaxSessions]'s default.
+const DefaultMaxSessions = 32
+
+// TooManySessionsMessage is the payload of the [FrameError] that refuses a
+// new session beyond [ServerOptions.MaxSessions].
+const TooManySessionsMessage = "too many terminal sessions"
+
+// errTooManySessions refuses a new session beyond MaxSessions.
+var errTooManySessions = errors.New(TooManySessionsMessage)
 
 // Defaults of ServerOptions.
 const (
@@ -104,6 +120,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = defaultQueueBytes
+	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = DefaultMaxSessions
 	}
 	return &Server{
 		opts:      opts,
@@ -230,6 +249,11 @@ func (s *Server) serveConn(c net.Conn) {
 	log = log.With("session_id", h.Reconnect)
 
 	sess, a, err := s.attach(h, log)
+	if errors.Is(err, errTooManySessions) {
+		log.Warn("session refused", "error", err, "max_sessions", s.opts.MaxSessions)
+		_, _ = c.Write(appendFrame(nil, byte(FrameError), []byte(TooManySessionsMessage)))
+		return
+	}
 	if err != nil {
 		log.Error("start session", "error", err)
 		_, _ = c.Write(appendFrame(nil, byte(FrameError), []byte("cannot start the terminal session")))
@@ -288,6 +312,7 @@ func (s *Server) attach(h hello, log *slog.Logger) (*session, *attach, error) {
 		return nil, nil, ErrServerClosed
 	}
 	a := newAttach()
+	live := len(s.sessions)
 	if sess := s.sessions[h.Reconnect]; sess != nil {
 		sess.mu.Lock()
 		ok := sess.addLocked(a, h.Width, h.Height)
@@ -295,6 +320,10 @@ func (s *Server) attach(h hello, log *slog.Logger) (*session, *attach, error) {
 		if ok {
 			return sess, a, nil
 		}
+		live-- // the ending session is replaced under its id
+	}
+	if live >= s.opts.MaxSessions {
+		return nil, nil, fmt.Errorf("start session %s: %w (%d live)", h.Reconnect, errTooManySessions, live)
 	}
 	sess, err := s.startSession(h, log)
 	if err != nil {

@@ -21,6 +21,7 @@ type agentOptions struct {
 	Verbose     boolValue
 	IdleTimeout durationValue
 	TCPBuffer   sizeValue
+	MaxSessions intValue
 }
 
 func newAgentCmd() *cobra.Command {
@@ -36,6 +37,8 @@ func newAgentCmd() *cobra.Command {
 			Description: "End a web terminal session after this long with nobody attached."},
 		{Flag: "tailnet-tcp-buffer", Env: "CODER_AGENT_TAILNET_TCP_BUFFER", Default: "2MiB", Value: &o.TCPBuffer,
 			Description: "Memory budget of each tailnet TCP connection (its receive and send buffers each; 0 keeps tailscale's 8 MiB)."},
+		{Flag: "max-terminal-sessions", Env: "CODER_AGENT_MAX_TERMINAL_SESSIONS", Default: "32", Value: &o.MaxSessions,
+			Description: "Most web terminal sessions the agent keeps at once; opening one more is refused until one ends (reattaching to a session does not count)."},
 	}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -49,6 +52,9 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.MaxSessions < 1 {
+				return fmt.Errorf("invalid value %d for --max-terminal-sessions / $CODER_AGENT_MAX_TERMINAL_SESSIONS: must be at least 1 (see coder agent --help)", int(o.MaxSessions))
+			}
 			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
 			// Tailscale's knobs are process-wide: set before the agent's node
 			// starts (no log upload, no port mapping, DERP over plain HTTP for
@@ -58,7 +64,7 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			a, err := agent.New(agent.Options{URL: o.URL.u, Token: token, Logger: logger, Version: version, Directory: string(o.Directory),
-				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer)})
+				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer), MaxTerminalSessions: int(o.MaxSessions)})
 			if err != nil {
 				return err
 			}

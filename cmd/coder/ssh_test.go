@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/netip"
 	"net/url"
 	"os"
@@ -321,9 +322,17 @@ func TestBrowserOnly(t *testing.T) {
 		return !sshBanner(ctx, node, agentAddr)
 	})
 
-	// The web terminal still works.
+	// The web terminal still works for the dashboard in a browser (its
+	// session cookie and Origin), never for the API token.
 	q := url.Values{"reconnect": {uuid.NewString()}, "width": {"80"}, "height": {"24"}}.Encode()
-	ws, _, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(e.srv.URL, "http")+"/api/v2/workspaceagents/"+ag.ID+"/pty?"+q, http.Header{sdk.SessionTokenHeader: {token}})
+	ptyURL := "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/api/v2/workspaceagents/" + ag.ID + "/pty?" + q
+	if ws, resp, err := websocket.DefaultDialer.DialContext(ctx, ptyURL, http.Header{sdk.SessionTokenHeader: {token}}); err == nil {
+		ws.Close()
+		t.Fatal("the web terminal opened with an API token in browser-only mode")
+	} else if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("web terminal with an API token in browser-only mode: %v, want 403", err)
+	}
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, ptyURL, http.Header{"Cookie": {dashboardCookie(t, e.srv.URL, "admin", "admin-password")}, "Origin": {e.srv.URL}})
 	if err != nil {
 		t.Fatalf("web terminal in browser-only mode: %v", err)
 	}
@@ -339,6 +348,31 @@ func TestBrowserOnly(t *testing.T) {
 		}
 		got.Write(data)
 	}
+}
+
+// dashboardCookie logs in through the dashboard's login form, as a browser
+// does, and returns the session cookie as a Cookie header value.
+func dashboardCookie(t *testing.T, base, login, password string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"login": {login}, "password": {password}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	u, _ := url.Parse(base)
+	for _, c := range jar.Cookies(u) {
+		if c.Name == "coder_session" {
+			return c.Name + "=" + c.Value
+		}
+	}
+	t.Fatalf("login form: status %d, no session cookie", resp.StatusCode)
+	return ""
 }
 
 func asSDKError(err error, target **sdk.Error) bool {

@@ -23,6 +23,13 @@ type Options struct {
 	// Scrollback is the number of lines kept above the normal screen.
 	// Zero means 10,000; a negative value keeps none.
 	Scrollback int
+	// MaxCells bounds the cells of the normal screen's buffer, viewport and
+	// scrollback together, and so its memory (12 bytes a cell): the
+	// scrollback is cut to MaxCells/cols - rows lines (none if the viewport
+	// alone reaches it) when the terminal is made and at every Resize, the
+	// oldest lines going first, before any line is widened. Zero means no
+	// bound: the scrollback is Scrollback at any size, as in xterm.js.
+	MaxCells int
 	// MaxReplyBytes bounds the queue of replies to terminal queries.
 	// Replies that do not fit are dropped. Zero means 4 KiB.
 	MaxReplyBytes int
@@ -37,7 +44,9 @@ const maxDecode = 1 << 16
 // Terminal is an xterm.js-compatible terminal emulator. Create it with [New].
 type Terminal struct {
 	cols, rows int
-	scrollback int
+	scrollback int // in effect: scrollbackOpt cut to fit maxCells
+	// scrollbackOpt is Options.Scrollback; maxCells Options.MaxCells.
+	scrollbackOpt, maxCells int
 
 	normal, alt, buf *buffer
 	cur              attrs
@@ -96,6 +105,8 @@ func New(cols, rows int, opts Options) *Terminal {
 	default:
 		t.scrollback = opts.Scrollback
 	}
+	t.scrollbackOpt, t.maxCells = t.scrollback, max(opts.MaxCells, 0)
+	t.scrollback = t.scrollbackFor(t.cols, t.rows)
 	t.maxReplies = opts.MaxReplyBytes
 	if t.maxReplies <= 0 {
 		t.maxReplies = 4096
@@ -165,11 +176,28 @@ func (t *Terminal) Resize(cols, rows int) {
 	if cols == t.cols && rows == t.rows {
 		return
 	}
+	if sb := t.scrollbackFor(cols, rows); sb < t.scrollback {
+		// Drop the oldest lines at the old size first, so that widening
+		// never allocates lines the budget then drops.
+		t.scrollback = sb
+		t.normal.resize(t.cols, t.rows)
+	} else {
+		t.scrollback = sb
+	}
 	t.cols, t.rows = cols, rows
 	t.normal.resize(cols, rows)
 	t.alt.resize(cols, rows)
 	t.normal.setupTabStops(cols)
 	t.alt.setupTabStops(cols)
+}
+
+// scrollbackFor returns the scrollback in effect at cols×rows: the
+// configured one, cut to fit Options.MaxCells.
+func (t *Terminal) scrollbackFor(cols, rows int) int {
+	if t.maxCells == 0 {
+		return t.scrollbackOpt
+	}
+	return min(t.scrollbackOpt, max(t.maxCells/cols-rows, 0))
 }
 
 // queueReply appends a reply for the owner, dropping it when the queue is full.
