@@ -122,6 +122,10 @@ func (a *API) serveApp(p atPath, slug string) handlerFunc {
 		if a.opts.DisablePathApps {
 			return a.refuseApp(w, r, appsDisabled)
 		}
+		// Browser-only mode: the session cookie from a page, never a token.
+		if err := a.browserRequestOK(r); err != nil {
+			return err
+		}
 		var user *store.User
 		if u, _, ok, err := a.authenticate(r); err != nil {
 			return err

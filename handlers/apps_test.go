@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewaydev/coder/sdk"
 )
 
 // appBackend is an app on the agent's localhost that records the cookies
@@ -107,5 +109,46 @@ func TestPathApps(t *testing.T) {
 	}
 	if len(app.cookies) < 3 {
 		t.Fatalf("the app saw %d requests", len(app.cookies))
+	}
+}
+
+// TestPathAppsBrowserOnly (issue 12): in browser-only mode an app opens
+// for the browser session cookie only, never for an API token, and its
+// websocket-style requests need the dashboard's Origin.
+func TestPathAppsBrowserOnly(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true; o.browserOnly = true })
+	app := newAppBackend(t)
+	ts.pushTemplate(t, "apps", appTemplate(app.port))
+	w := createWorkspace(t, ts.Owner, "dev", "apps")
+	startAgentIn(t, ts, w.Agents[0].Token, t.TempDir(), nil)
+	owner := loggedIn(t, ts, "owner", "owner-password")
+	path := "/@owner/dev.main/apps/mine/x"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp := owner.do("GET", path, nil, http.Header{"Origin": nil, "Sec-Fetch-Site": {"none"}, "Sec-Fetch-Mode": {"navigate"}})
+		body := readBody(t, resp)
+		if resp.StatusCode == http.StatusOK && strings.Contains(body, "hello from the app at /x") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the owner's app never opened with the cookie: %d %q", resp.StatusCode, body)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		b      *browser
+		method string
+		header http.Header
+	}{
+		{"token, no cookie", newBrowser(t, ts.URL), "GET", http.Header{"Origin": nil, sdk.SessionTokenHeader: {ts.Owner.Token}}},
+		{"token beside the cookie", owner, "GET", http.Header{sdk.SessionTokenHeader: {ts.Owner.Token}}},
+		{"cookie, POST from another site", owner, "POST", http.Header{"Origin": {"https://evil.example"}}},
+		{"cookie, another site's image", owner, "GET", http.Header{"Origin": nil, "Sec-Fetch-Site": {"cross-site"}, "Sec-Fetch-Mode": {"no-cors"}}},
+	} {
+		resp := tc.b.do(tc.method, path, nil, tc.header)
+		if body := readBody(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "browser-only") {
+			t.Errorf("%s: %d %q, want 403 saying browser-only", tc.name, resp.StatusCode, body)
+		}
 	}
 }

@@ -45,8 +45,17 @@ func (a *API) browserRequestOK(r *http.Request) error {
 	}
 	upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 	if !upgrade && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// A GET without Origin is a page load. Browsers send Fetch Metadata
+		// only in secure contexts (HTTPS, localhost), so its absence is not
+		// refused (a plain-HTTP deployment's apps must load); what is
+		// refused is another site's subresource load of an app (an <img>
+		// or <script> pointing here), while a link followed from another
+		// site (a navigation) opens.
 		switch r.Header.Get("Sec-Fetch-Site") {
-		case "same-origin", "none":
+		case "", "same-origin", "none":
+			return nil
+		}
+		if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
 			return nil
 		}
 	}
