@@ -135,6 +135,11 @@ func newServerCmd() *cobra.Command {
 			}
 			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
 			logger.Info("starting coder server", append([]any{"version", version}, opts.nonDefault()...)...)
+			if cmd.Flags().Changed("postgres-url") {
+				// /proc/<pid>/cmdline is world-readable: every local account,
+				// workspace accounts included, could read the password.
+				logger.Warn("--postgres-url on the command line is visible to every user of this machine, local workspaces included: set CODER_PG_CONNECTION_URL instead")
+			}
 			return runServer(cmd.Context(), &o, logger, cmd.OutOrStdout())
 		},
 	}
