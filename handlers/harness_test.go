@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"log/slog"
 	"net"
 	"net/http"
@@ -228,30 +229,4 @@ func testContext(t *testing.T) context.Context {
 }
 
 // testLogger logs through t and fails the test on unexpected error logs.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(&tLogHandler{t: t})
-}
-
-type tLogHandler struct {
-	t     *testing.T
-	attrs []slog.Attr
-}
-
-func (h *tLogHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *tLogHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	for _, a := range h.attrs {
-		b.WriteString(" " + a.String())
-	}
-	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
-	h.t.Log(b.String())
-	if r.Level >= slog.LevelError {
-		h.t.Errorf("unexpected error log: %s", b.String())
-	}
-	return nil
-}
-func (h *tLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &tLogHandler{t: h.t, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
-}
-func (h *tLogHandler) WithGroup(string) slog.Handler { return h }
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t, slog.LevelDebug) }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -129,10 +130,11 @@ func TestBrowserOnly(t *testing.T) {
 		t.Errorf("client dial in browser-only mode: %v, want ErrNotPeer", err)
 	}
 	// The agent's filter drops the client; the server still reaches it.
-	if !tailnettest.Eventually(ctx, func() bool { return !filterAccepts(t, ctx, agent, cli.Addr(), echoPort) }) {
-		rules := liveFilterRules(t, ctx, agent)
-		t.Errorf("agent filter still accepts the client %s in browser-only mode: %+v (server %s)", cli.Addr(), rules, srv.Addr())
-	}
+	var lastRules string
+	testutil.Eventually(t, timeLeft(ctx), "the agent's filter to drop the client "+cli.Addr().String()+" in browser-only mode", func() bool {
+		logChange(t, &lastRules, "agent filter: %+v (server %s)", liveFilterRules(t, ctx, agent), srv.Addr())
+		return !filterAccepts(t, ctx, agent, cli.Addr(), echoPort)
+	})
 	eventuallyEcho(t, ctx, srv, agent.Addr(), echoPort)
 
 }
@@ -154,12 +156,12 @@ func TestRestart(t *testing.T) {
 	}
 	// The nodes reconnect their map streams with their old node keys and
 	// are recognised from the store.
-	if !tailnettest.Eventually(ctx, func() bool {
+	var lastStats string
+	testutil.Eventually(t, timeLeft(ctx), "the nodes to reconnect", func() bool {
 		st := h.Server().Stats()
+		logChange(t, &lastStats, "stats: %+v", st)
 		return st.Online[tailnet.KindAgent] == 1 && st.Online[tailnet.KindClient] == 1 && st.Online[tailnet.KindServer] == 1
-	}) {
-		t.Fatalf("nodes did not reconnect: %+v", h.Server().Stats())
-	}
+	})
 	// New connections work through the new server (fresh dials).
 	eventuallyEcho(t, ctx, cli, agent.Addr(), echoPort)
 	eventuallyEcho(t, ctx, srv, agent.Addr(), echoPort)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"io"
 	"net"
 	"net/netip"
@@ -17,6 +19,26 @@ import (
 )
 
 const echoPort = 7000
+
+// timeLeft is how long ctx has left (a minute without a deadline), to
+// bound a wait by the test's context.
+func timeLeft(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+	return time.Minute
+}
+
+// logChange logs a polled state when it differs from the last one logged,
+// so that a wait that times out shows how far it got without a line per
+// poll.
+func logChange(t *testing.T, last *string, format string, args ...any) {
+	t.Helper()
+	if s := fmt.Sprintf(format, args...); s != *last {
+		t.Log(s)
+		*last = s
+	}
+}
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
@@ -93,16 +115,14 @@ func echo(ctx context.Context, n *tailnet.Node, addr netip.Addr, port uint16) er
 // eventuallyEcho retries echo until it works or ctx ends.
 func eventuallyEcho(t *testing.T, ctx context.Context, n *tailnet.Node, addr netip.Addr, port uint16) {
 	t.Helper()
-	var last error
-	ok := tailnettest.Eventually(ctx, func() bool {
+	var last string
+	testutil.Eventually(t, timeLeft(ctx), fmt.Sprintf("an echo from %s:%d", addr, port), func() bool {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		last = echo(dctx, n, addr, port)
-		return last == nil
+		err := echo(dctx, n, addr, port)
+		logChange(t, &last, "echo %s:%d: %v", addr, port, err)
+		return err == nil
 	})
-	if !ok {
-		t.Fatalf("echo %s:%d: %v", addr, port, last)
-	}
 }
 
 func peerAddrs(t *testing.T, ctx context.Context, n *tailnet.Node) []netip.Addr {
@@ -121,20 +141,16 @@ func peerAddrs(t *testing.T, ctx context.Context, n *tailnet.Node) []netip.Addr 
 // waitPeers polls until n's peer set satisfies cond.
 func waitPeers(t *testing.T, ctx context.Context, n *tailnet.Node, what string, cond func([]netip.Addr) bool) {
 	t.Helper()
-	var last []netip.Addr
-	if !tailnettest.Eventually(ctx, func() bool {
+	var last string
+	testutil.Eventually(t, timeLeft(ctx), "peers "+what, func() bool {
 		ps, err := n.Peers(ctx)
-		if err != nil {
-			return false
-		}
-		last = last[:0]
+		var addrs []netip.Addr
 		for _, p := range ps {
-			last = append(last, p.Addr)
+			addrs = append(addrs, p.Addr)
 		}
-		return cond(last)
-	}) {
-		t.Fatalf("peers never %s; last: %v", what, last)
-	}
+		logChange(t, &last, "peers: %v (err %v)", addrs, err)
+		return err == nil && cond(addrs)
+	})
 }
 
 func agentID(owner, name string) tailnet.Identity {
@@ -168,13 +184,13 @@ func TestAgentReachable(t *testing.T) {
 			eventuallyEcho(t, ctx, n, agent.Addr(), echoPort)
 			// Direct path on loopback: disco pings upgrade to direct.
 			var last tailnet.PingResult
-			if !tailnettest.Eventually(ctx, func() bool {
+			var logged string
+			testutil.Eventually(t, timeLeft(ctx), "a direct ping", func() bool {
 				r, err := n.Ping(ctx, agent.Addr())
 				last = r
+				logChange(t, &logged, "ping: %+v (err %v)", r, err)
 				return err == nil && r.Direct
-			}) {
-				t.Fatalf("ping never direct; last %+v", last)
-			}
+			})
 			// The endpoint is one the agent advertised (its own interface
 			// addresses on this host).
 			var advertised []string

@@ -2,6 +2,8 @@ package terminal_test
 
 import (
 	"context"
+	"github.com/gatewaydev/coder/internal/testutil"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -65,7 +67,7 @@ type browserHarness struct {
 }
 
 func newBrowserHarness(t *testing.T, dial terminal.DialFunc) *browserHarness {
-	h := &browserHarness{t: t, dial: dial, relay: terminal.NewRelay(terminal.RelayOptions{Logger: terminaltest.Logger(t)})}
+	h := &browserHarness{t: t, dial: dial, relay: terminal.NewRelay(terminal.RelayOptions{Logger: testutil.Logger(t, slog.LevelDebug)})}
 	assets := buildClient(t)
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	mux := http.NewServeMux()
@@ -105,7 +107,7 @@ func newBrowserHarness(t *testing.T, dial terminal.DialFunc) *browserHarness {
 func (h *browserHarness) restartRelay() {
 	h.mu.Lock()
 	old := h.relay
-	h.relay = terminal.NewRelay(terminal.RelayOptions{Logger: terminaltest.Logger(h.t)})
+	h.relay = terminal.NewRelay(terminal.RelayOptions{Logger: testutil.Logger(h.t, slog.LevelDebug)})
 	h.mu.Unlock()
 	old.Close()
 }

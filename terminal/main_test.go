@@ -3,9 +3,7 @@ package terminal_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/gatewaydev/coder/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }

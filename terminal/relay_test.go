@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaydev/coder/internal/testutil"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +26,7 @@ import (
 func startRelay(t *testing.T, dial terminal.DialFunc, opts terminal.RelayOptions) (*terminal.Relay, string) {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = terminaltest.Logger(t)
+		opts.Logger = testutil.Logger(t, slog.LevelDebug)
 	}
 	relay := terminal.NewRelay(opts)
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
@@ -85,7 +87,7 @@ func TestRelayEchoResizeAndMetrics(t *testing.T) {
 		t.Errorf("bytes out %v, want at least %d", out, b.Total())
 	}
 	b.Close()
-	terminaltest.Eventually(t, terminaltest.WaitLong, "terminal gauge to drop", func() bool { return gauge(t, m.Terminals) == 0 })
+	testutil.Eventually(t, terminaltest.WaitLong, "terminal gauge to drop", func() bool { return gauge(t, m.Terminals) == 0 })
 }
 
 func counter(t *testing.T, m *terminal.Metrics, dir string) float64 {
@@ -176,7 +178,7 @@ func TestRelayHeartbeat(t *testing.T) {
 	_, base := startRelay(t, dial, terminal.RelayOptions{PingInterval: 100 * time.Millisecond})
 
 	live := terminaltest.DialBrowser(t, ptyURL(base, newID(), shellCmd), terminaltest.BrowserOptions{})
-	terminaltest.Eventually(t, terminaltest.WaitLong, "pings", func() bool { return live.Pings() >= 3 })
+	testutil.Eventually(t, terminaltest.WaitLong, "pings", func() bool { return live.Pings() >= 3 })
 	live.Type("echo alive-$((1+1))\r")
 	live.WaitText("\r\nalive-2\r\n")
 
@@ -225,7 +227,7 @@ func TestRelayFlowControl(t *testing.T) {
 	b.WaitText(testPrompt)
 	b.Send(map[string]int{"ack": 0}) // flow control on, nothing acknowledged
 	b.Type("seq 1 1000000; echo $((40+2))done\r")
-	terminaltest.Eventually(t, terminaltest.WaitLong, "the agent to drop the relay's queue", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "the agent to drop the relay's queue", func() bool {
 		_, _, drops, _ := srv.AttachStatsForTest(id)
 		return drops > 0
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,7 +34,7 @@ const shellCmd = "exec bash --noprofile --rcfile ./.testrc"
 func newServer(t *testing.T, opts terminal.ServerOptions) (*terminal.Server, terminal.DialFunc) {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = terminaltest.Logger(t)
+		opts.Logger = testutil.Logger(t, slog.LevelDebug)
 	}
 	if opts.NewScreen == nil {
 		// Tests compare raw bytes, which the raw-tail screen replays as
@@ -91,7 +92,7 @@ func TestReconnectRestoresScreen(t *testing.T) {
 	c.Type("echo $((1234+1))marker\r")
 	c.WaitText("1235marker\r\n" + testPrompt)
 	c.Close()
-	terminaltest.Eventually(t, terminaltest.WaitLong, "detach", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "detach", func() bool {
 		n, _, _, _ := srv.AttachStatsForTest(id)
 		return n == 0
 	})
@@ -138,7 +139,7 @@ func TestConcurrentFirstAttachesShareOneSession(t *testing.T) {
 		}
 		clients[i] = terminaltest.NewClient(t, conns[i], terminaltest.ClientOptions{})
 	}
-	terminaltest.Eventually(t, terminaltest.WaitLong, "all attached", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "all attached", func() bool {
 		a, _, _, _ := srv.AttachStatsForTest(id)
 		return a == n
 	})
@@ -191,7 +192,7 @@ func TestExitCode(t *testing.T) {
 			if got := c.WaitExit(); got != tc.want {
 				t.Errorf("exit code %d, want %d", got, tc.want)
 			}
-			terminaltest.Eventually(t, terminaltest.WaitLong, "session removed", func() bool {
+			testutil.Eventually(t, terminaltest.WaitLong, "session removed", func() bool {
 				_, _, _, _ = srv.AttachStatsForTest(id)
 				return srv.SessionsForTest() == 0
 			})
@@ -232,7 +233,7 @@ func TestIdleTimeoutEndsDetachedSession(t *testing.T) {
 		t.Errorf("attaches gauge %v, want 1", got)
 	}
 	c.Close()
-	terminaltest.Eventually(t, terminaltest.WaitLong, "idle session to end", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "idle session to end", func() bool {
 		return srv.SessionsForTest() == 0 && syscall.Kill(pid, 0) == syscall.ESRCH
 	})
 	if got := gauge(t, m.Sessions); got != 0 {
@@ -274,7 +275,7 @@ func TestFloodCtrlC(t *testing.T) {
 	fast.WaitText(testPrompt)
 	fast.Type("yes\r")
 	const flood = 8 << 20 // more than the stalled client's socket buffers
-	terminaltest.Eventually(t, terminaltest.WaitLong, "8 MiB of yes", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "8 MiB of yes", func() bool {
 		n, _ := fast.Stats()
 		_, q, _, screen := srv.AttachStatsForTest(id)
 		if q > queue || screen > 512<<10 {
@@ -311,7 +312,7 @@ func TestSlowReaderResynced(t *testing.T) {
 	const n = 2000000 // 15 MB: more than the socket buffers and the queue
 	good.Type(fmt.Sprintf("seq 1 %d; echo $((40+2))done\r", n))
 	good.WaitText("\r\n42done\r\n")
-	terminaltest.Eventually(t, terminaltest.WaitLong, "slow attach marked for resync", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "slow attach marked for resync", func() bool {
 		_, _, resyncs, _ := srv.AttachStatsForTest(id)
 		return resyncs > 0
 	})
@@ -358,7 +359,7 @@ type dtoMetric = dto.Metric
 // quietLogger drops Debug and Info logs (for tests with many sessions) and
 // still fails on Error logs.
 func quietLogger(t *testing.T) *slog.Logger {
-	return slog.New(leveled{terminaltest.Logger(t).Handler(), slog.LevelWarn})
+	return slog.New(leveled{testutil.Logger(t, slog.LevelDebug).Handler(), slog.LevelWarn})
 }
 
 type leveled struct {

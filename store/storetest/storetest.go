@@ -20,6 +20,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"go.uber.org/goleak"
 	"log/slog"
 	"net/url"
 	"os"
@@ -54,8 +55,9 @@ var (
 	startErr  error
 )
 
-// Main runs the tests of m and then stops the shared cluster and removes
-// its directory. Call it from TestMain:
+// Main runs the tests of m, stops the shared cluster and removes its
+// directory, and then fails the test binary if goroutines that the tests
+// started are still running (goleak). Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { storetest.Main(m) }
 //
@@ -63,10 +65,17 @@ var (
 // result.
 func Main(m *testing.M) {
 	inMain.Store(true)
-	m.Run()
+	code := m.Run()
 	if err := stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "storetest: %v\n", err)
 	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests:\n%v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // New returns a handle on a fresh, migrated database for this test, closed

@@ -11,12 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,7 +146,7 @@ func (h *Harness) start(t testing.TB) {
 		Store:         h.Store,
 		BlockDirect:   h.opts.BlockDirect,
 		STUNAddrs:     stun,
-		Logger:        Logger(t),
+		Logger:        testutil.Logger(t, slog.LevelInfo), // tsnet's Debug logs are noise here
 	})
 	if err != nil {
 		t.Fatalf("start tailnet server: %v", err)
@@ -242,7 +241,7 @@ func (h *Harness) StartNodeWithKey(t testing.TB, authKey, hostname string) (*tai
 		Hostname:     hostname,
 		ControlURL:   h.URL,
 		AuthKey:      authKey,
-		Logger:       Logger(t),
+		Logger:       testutil.Logger(t, slog.LevelInfo), // tsnet's Debug logs are noise here
 		TCPBufferMax: h.opts.TCPBufferMax,
 	})
 	if err != nil {
@@ -250,65 +249,4 @@ func (h *Harness) StartNodeWithKey(t testing.TB, authKey, hostname string) (*tai
 	}
 	t.Cleanup(func() { n.Close() })
 	return n, nil
-}
-
-// Logger returns a slog logger writing to t at Info level (tsnet's Debug
-// logs are dropped) that fails the test on Error records. Records after
-// the test finished are dropped.
-func Logger(t testing.TB) *slog.Logger {
-	h := &tHandler{t: t, done: new(atomic.Bool)}
-	t.Cleanup(func() { h.done.Store(true) })
-	return slog.New(h)
-}
-
-type tHandler struct {
-	t     testing.TB
-	done  *atomic.Bool
-	attrs []slog.Attr
-}
-
-func (h *tHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
-
-func (h *tHandler) Handle(_ context.Context, r slog.Record) error {
-	if h.done.Load() {
-		return nil
-	}
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	for _, a := range h.attrs {
-		b.WriteString(" " + a.String())
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.String())
-		return true
-	})
-	if r.Level >= slog.LevelError {
-		h.t.Errorf("unexpected error log: %s", b.String())
-		return nil
-	}
-	h.t.Log(b.String())
-	return nil
-}
-
-func (h *tHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &tHandler{t: h.t, done: h.done, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
-}
-
-func (h *tHandler) WithGroup(string) slog.Handler { return h }
-
-// Eventually polls cond every 10 ms until it returns true or ctx ends; it
-// reports whether cond became true.
-func Eventually(ctx context.Context, cond func() bool) bool {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-	}
 }

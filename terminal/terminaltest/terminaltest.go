@@ -9,9 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,45 +19,6 @@ import (
 
 // WaitLong bounds the waits of the helpers.
 const WaitLong = 20 * time.Second
-
-// Logger returns a logger that writes to t.Log and fails t on Error logs.
-func Logger(t testing.TB) *slog.Logger {
-	return slog.New(&tHandler{t: t, attrs: ""})
-}
-
-type tHandler struct {
-	t     testing.TB
-	attrs string
-}
-
-func (h *tHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *tHandler) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message + h.attrs)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	h.t.Helper()
-	if r.Level >= slog.LevelError {
-		h.t.Errorf("unexpected error log: %s", b.String())
-	} else {
-		h.t.Log(b.String())
-	}
-	return nil
-}
-
-func (h *tHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	var b strings.Builder
-	b.WriteString(h.attrs)
-	for _, a := range as {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-	}
-	return &tHandler{t: h.t, attrs: b.String()}
-}
-
-func (h *tHandler) WithGroup(string) slog.Handler { return h }
 
 // StartServer starts srv on a loopback TCP listener and returns a dial
 // function for it. Cleanup closes the server and checks that Serve ended
@@ -82,23 +41,6 @@ func StartServer(t testing.TB, srv *terminal.Server) terminal.DialFunc {
 	return func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
-	}
-}
-
-// Eventually polls cond every 10 ms until it is true, failing t after
-// timeout. It must be called on the test goroutine.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
 	}
 }
 
