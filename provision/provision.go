@@ -4,8 +4,8 @@
 // OS account of its workspace owner alone (created with useradd on first
 // use, removed with the user).
 //
-// It imports nothing of this module's: the server wires a [Process] to
-// the API. Each agent's supervising goroutine is owned by the [Process]
+// It imports nothing of this module's but small internal helpers: the
+// server wires a [Process] to the API. Each agent's supervising goroutine is owned by the [Process]
 // and ends on [Process.StopAgent] or [Process.Close].
 package provision
 
@@ -25,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gatewaydev/coder/internal/backoff"
 )
 
 // Agent is what a [Process] needs to run an agent.
@@ -322,24 +324,9 @@ func writeTokenFile(path, token string, uid, gid int) error {
 func (p *Process) supervise(ctx context.Context, proc *agentProc, la Agent, run agentRun) {
 	defer close(proc.done)
 	log := p.Logger.With("agent_id", la.ID, "agent", la.Name)
-	backoff := time.Second
-	for {
-		start := time.Now()
-		err := p.run(ctx, run, log)
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > time.Minute {
-			backoff = time.Second
-		}
-		log.Warn("agent exited; restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
+	backoff.New(time.Second, 30*time.Second).Loop(ctx, time.Minute, func() error { return p.run(ctx, run, log) }, func(err error, in time.Duration) {
+		log.Warn("agent exited; restarting", "err", err, "in", in)
+	})
 }
 
 func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error {
