@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/gatewaydev/coder/internal/backoff"
+	"github.com/gatewaydev/coder/internal/userproc"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/terminal"
 )
@@ -57,6 +58,8 @@ type Options struct {
 type Agent struct {
 	opts   Options
 	logger *slog.Logger
+	// procs builds the processes of web terminal and SSH sessions alike.
+	procs *userproc.Builder
 
 	mu        sync.Mutex
 	manifest  *sdk.AgentManifest
@@ -84,7 +87,8 @@ func New(opts Options) (*Agent, error) {
 		opts.Directory, _ = os.Getwd()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel}
+	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel,
+		procs: userproc.New(userproc.Options{Dir: opts.Directory})}
 	a.wg.Add(1)
 	go a.connectLoop()
 	if !opts.NoTailnet {

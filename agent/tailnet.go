@@ -64,7 +64,7 @@ func (a *Agent) startTailnet() error {
 	}
 	pty := terminal.NewServer(terminal.ServerOptions{
 		Logger: a.logger, IdleTimeout: a.opts.TerminalIdleTimeout, NewScreen: newVTScreen,
-		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics, MaxSessions: a.opts.MaxTerminalSessions,
+		Processes: a.procs, Metrics: a.opts.TerminalMetrics, MaxSessions: a.opts.MaxTerminalSessions,
 	})
 	stopSSH, err := a.serveSSH(node)
 	if err != nil {
