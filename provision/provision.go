@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gatewaydev/coder/internal/backoff"
+	"github.com/gatewaydev/coder/internal/userproc"
 )
 
 // Agent is what a [Process] needs to run an agent.
@@ -348,22 +349,25 @@ func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error
 		return fmt.Errorf("start %s agent: %w", run.binary, err)
 	}
 	log.Info("agent started", "pid", cmd.Process.Pid, "dir", run.dir)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
+	var waitErr error
+	waited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(waited)
+	}()
 	select {
-	case err := <-waitErr:
-		return err
+	case <-waited:
 	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-waitErr:
-			return err
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			return <-waitErr
-		}
+		// SIGTERM lets the agent close its sessions; its group is itself
+		// (its sessions have their own).
+		userproc.Terminate(cmd.Process.Pid, syscall.SIGTERM, stopGrace, waited)
+		<-waited
 	}
+	return waitErr
 }
+
+// stopGrace is how long a stopping agent gets between SIGTERM and SIGKILL.
+const stopGrace = 5 * time.Second
 
 // RemoveOwner removes the OS account of a
 // deleted user and its home. The caller stops the user's agents first.
