@@ -53,8 +53,16 @@ func TestBuilderDefaults(t *testing.T) {
 	t.Setenv("SHELL", "")
 	t.Setenv("CODER_AGENT_TOKEN", "secret")
 	b := userproc.New(userproc.Options{})
-	if b.Shell() == "" {
-		t.Fatal("no shell")
+	want := "/bin/sh"
+	if pw, err := os.ReadFile("/etc/passwd"); err == nil {
+		for line := range strings.SplitSeq(string(pw), "\n") {
+			if f := strings.Split(line, ":"); len(f) == 7 && f[2] == strconv.Itoa(os.Getuid()) && f[6] != "" {
+				want = f[6]
+			}
+		}
+	}
+	if b.Shell() != want {
+		t.Errorf("without $SHELL the shell is %q, want the passwd one %q", b.Shell(), want)
 	}
 	for _, kv := range b.Environ() {
 		if strings.HasPrefix(kv, "CODER_AGENT_") {
