@@ -137,7 +137,8 @@ func Hangup(pgid int, grace time.Duration, exited <-chan struct{}) (clean bool) 
 // Terminate sends sig to the process group pgid and, if exited has not
 // closed after grace, SIGKILL. It returns once exited closes, or at the
 // latest grace after the SIGKILL, and reports whether the group ended on
-// sig alone. exited is the caller's: closed when its Wait returned.
+// sig alone. exited is the caller's, never nil: closed when its Wait on
+// the group's leader returned. A pgid below 1 is refused (false).
 func Terminate(pgid int, sig syscall.Signal, grace time.Duration, exited <-chan struct{}) (clean bool) {
 	if pgid <= 0 {
 		return false // -0 and -(-1) would reach far more than the group
