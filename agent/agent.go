@@ -15,6 +15,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gatewaydev/coder/internal/backoff"
+	"github.com/gatewaydev/coder/internal/userproc"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/terminal"
 )
@@ -56,6 +58,8 @@ type Options struct {
 type Agent struct {
 	opts   Options
 	logger *slog.Logger
+	// procs builds the processes of web terminal and SSH sessions alike.
+	procs *userproc.Builder
 
 	mu        sync.Mutex
 	manifest  *sdk.AgentManifest
@@ -83,7 +87,8 @@ func New(opts Options) (*Agent, error) {
 		opts.Directory, _ = os.Getwd()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel}
+	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel,
+		procs: userproc.New(userproc.Options{Dir: opts.Directory})}
 	a.wg.Add(1)
 	go a.connectLoop()
 	if !opts.NoTailnet {
@@ -111,32 +116,17 @@ func (a *Agent) Manifest() *sdk.AgentManifest {
 }
 
 // connectLoop keeps the control connection up: backoff from 500 ms doubling
-// to 15 s, reset once a connection has lasted.
+// to 15 s, reset once a connection has lasted 30 s.
 func (a *Agent) connectLoop() {
 	defer a.wg.Done()
-	backoff := 500 * time.Millisecond
-	for {
-		start := time.Now()
-		err := a.connectOnce()
-		if a.ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > 30*time.Second {
-			backoff = 500 * time.Millisecond
-		}
+	backoff.New(500*time.Millisecond, 15*time.Second).Loop(a.ctx, 30*time.Second, a.connectOnce, func(err error, in time.Duration) {
 		var perm *permanentError
 		level := slog.LevelWarn
 		if errors.As(err, &perm) {
 			level = slog.LevelError
 		}
-		a.logger.Log(a.ctx, level, "connection to server lost; reconnecting", "err", err, "in", backoff)
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 15*time.Second)
-	}
+		a.logger.Log(a.ctx, level, "connection to server lost; reconnecting", "err", err, "in", in)
+	})
 }
 
 // permanentError is a refusal that retrying will not fix by itself (a bad

@@ -199,7 +199,7 @@ func (f *forwarder) forwardUDP(c net.Conn) error {
 // other ports to localhost on node. The returned function stops them and
 // waits for their goroutines.
 func (a *Agent) serveSSH(node *tailnet.Node) (func(), error) {
-	srv, err := NewSSHServer(SSHOptions{HostKey: SSHHostKey(a.opts.Token), Dir: a.opts.Directory, Logger: a.logger})
+	srv, err := NewSSHServer(SSHOptions{HostKey: SSHHostKey(a.opts.Token), Processes: a.procs, Logger: a.logger})
 	if err != nil {
 		return nil, err
 	}

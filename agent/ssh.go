@@ -11,10 +11,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatewaydev/coder/internal/userproc"
 	"github.com/gatewaydev/coder/sdk"
 )
 
@@ -44,8 +43,12 @@ func SSHHostKey(token string) ed25519.PrivateKey {
 type SSHOptions struct {
 	// HostKey is the server's host key. Required.
 	HostKey ed25519.PrivateKey
+	// Processes builds the shells and commands of sessions; the agent
+	// passes the builder its web terminal uses, so both start the same
+	// shell. Nil means userproc.New with Dir and Env.
+	Processes *userproc.Builder
 	// Dir is where shells, commands and SFTP start; empty means the
-	// process's working directory.
+	// user's home, else the process's working directory.
 	Dir string
 	// Env is the base environment of sessions; nil means the agent's own,
 	// without its CODER_AGENT_* variables (the token stays secret).
@@ -61,8 +64,7 @@ type SSHOptions struct {
 // server) see the agent.
 type SSHServer struct {
 	cfg    *ssh.ServerConfig
-	dir    string
-	env    []string
+	procs  *userproc.Builder
 	logger *slog.Logger
 
 	ctx    context.Context
@@ -88,21 +90,14 @@ func NewSSHServer(o SSHOptions) (*SSHServer, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Env == nil {
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "CODER_AGENT_") {
-				o.Env = append(o.Env, kv)
-			}
-		}
-	}
-	if o.Dir == "" {
-		o.Dir, _ = os.Getwd()
+	if o.Processes == nil {
+		o.Processes = userproc.New(userproc.Options{Dir: o.Dir, Env: o.Env})
 	}
 	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: "SSH-2.0-Coder"}
 	cfg.AddHostKey(signer)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &SSHServer{
-		cfg: cfg, dir: o.Dir, env: o.Env, logger: o.Logger.With("component", "agent_ssh"),
+		cfg: cfg, procs: o.Processes, logger: o.Logger.With("component", "agent_ssh"),
 		ctx: ctx, cancel: cancel, listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{},
 	}, nil
 }
@@ -411,7 +406,8 @@ type session struct {
 	started bool
 	ptmx    *os.File
 	proc    *os.Process
-	pending []os.Signal // signals that arrived before proc was set
+	waited  chan struct{} // closed when proc has been waited for
+	pending []os.Signal   // signals that arrived before proc was set
 }
 
 func (c *sshConn) session(nch ssh.NewChannel) {
@@ -518,24 +514,16 @@ func (c *sshConn) session(nch ssh.NewChannel) {
 // are killed.
 const hangupGrace = 2 * time.Second
 
-// hangup sends SIGHUP to the session's process group, and SIGKILL after
-// hangupGrace if it still runs.
+// hangup ends the session's process group with [userproc.Hangup]: SIGHUP,
+// and SIGKILL after hangupGrace if it still runs.
 func (s *session) hangup() {
 	s.mu.Lock()
-	proc := s.proc
+	proc, waited := s.proc, s.waited
 	s.mu.Unlock()
 	if proc == nil {
 		return
 	}
-	syscall.Kill(-proc.Pid, syscall.SIGHUP)
-	time.AfterFunc(hangupGrace, func() {
-		s.mu.Lock()
-		still := s.proc == proc
-		s.mu.Unlock()
-		if still {
-			syscall.Kill(-proc.Pid, syscall.SIGKILL)
-		}
-	})
+	userproc.Hangup(proc.Pid, hangupGrace, waited)
 }
 
 // exitStatus is how a session's process ended: a code, or a signal.
@@ -607,45 +595,20 @@ func (s *session) signal(name string) bool {
 // setProcLocked records the session's process and delivers the signals
 // that arrived while it started.
 func (s *session) setProcLocked(p *os.Process) {
-	s.proc = p
+	s.proc, s.waited = p, make(chan struct{})
 	for _, sig := range s.pending {
 		p.Signal(sig)
 	}
 	s.pending = nil
 }
 
-// loginShell is the user's shell: $SHELL, the passwd entry, or /bin/sh.
-func loginShell(env []string) string {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "SHELL="); ok && v != "" {
-			return v
-		}
-	}
-	if u, err := user.Current(); err == nil {
-		if b, err := os.ReadFile("/etc/passwd"); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				f := strings.Split(line, ":")
-				if len(f) == 7 && f[2] == u.Uid && f[6] != "" {
-					return f[6]
-				}
-			}
-		}
-	}
-	return "/bin/sh"
-}
-
-// environ is the session's environment: the server's base, the usual login
-// variables, SSH_* and the client's env requests (which win).
-func (s *session) environ(shell string) []string {
-	env := append([]string(nil), s.c.srv.env...)
-	if u, err := user.Current(); err == nil {
-		env = append(env, "USER="+u.Username, "LOGNAME="+u.Username, "HOME="+u.HomeDir)
-	}
-	env = append(env, "SHELL="+shell)
+// environ is what the session adds to the user's environment: SSH_*,
+// TERM with a PTY, and the client's env requests (which win).
+func (s *session) environ() []string {
 	ra, la := s.c.conn.RemoteAddr(), s.c.conn.LocalAddr()
 	rh, rp, _ := net.SplitHostPort(ra.String())
 	lh, lp, _ := net.SplitHostPort(la.String())
-	env = append(env, fmt.Sprintf("SSH_CLIENT=%s %s %s", rh, rp, lp), fmt.Sprintf("SSH_CONNECTION=%s %s %s %s", rh, rp, lh, lp))
+	env := []string{fmt.Sprintf("SSH_CLIENT=%s %s %s", rh, rp, lp), fmt.Sprintf("SSH_CONNECTION=%s %s %s %s", rh, rp, lh, lp)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.hasPTY {
@@ -656,15 +619,7 @@ func (s *session) environ(shell string) []string {
 
 // run runs a shell (cmd empty) or a command and returns how it ended.
 func (s *session) run(command string) exitStatus {
-	shell := loginShell(s.c.srv.env)
-	env := s.environ(shell)
-	var c *exec.Cmd
-	if command == "" {
-		c = &exec.Cmd{Path: shell, Args: []string{"-" + filepath.Base(shell)}}
-	} else {
-		c = exec.Command(shell, "-c", command)
-	}
-	c.Dir = s.c.srv.dir
+	env := s.environ()
 	s.mu.Lock()
 	fwd := s.agentFwd
 	s.mu.Unlock()
@@ -677,7 +632,7 @@ func (s *session) run(command string) exitStatus {
 			env = append(env, "SSH_AUTH_SOCK="+sock)
 		}
 	}
-	c.Env = env
+	c := s.c.srv.procs.Command(command, env...)
 	s.mu.Lock()
 	hasPTY, cols, rows := s.hasPTY, s.cols, s.rows
 	s.mu.Unlock()
@@ -688,7 +643,7 @@ func (s *session) run(command string) exitStatus {
 }
 
 func (s *session) runPTY(c *exec.Cmd, cols, rows uint32) exitStatus {
-	ptmx, err := pty.StartWithSize(c, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)})
+	ptmx, err := userproc.StartPTY(c, uint16(cols), uint16(rows))
 	if err != nil {
 		fmt.Fprintf(s.ch.Stderr(), "start %s: %v\r\n", c.Path, err)
 		return exitStatus{code: 127}
@@ -709,6 +664,9 @@ func (s *session) runPTY(c *exec.Cmd, cols, rows uint32) exitStatus {
 		io.Copy(s.ch, ptmx) // ends with EIO once the last holder of the tty exits
 	}()
 	err = c.Wait()
+	s.mu.Lock()
+	close(s.waited)
+	s.mu.Unlock()
 	// Let the output drain; a background process that keeps the tty open
 	// must not keep the session alive.
 	select {
@@ -728,7 +686,6 @@ func (s *session) runPipes(c *exec.Cmd) exitStatus {
 	}
 	c.Stdout = s.ch
 	c.Stderr = s.ch.Stderr()
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(); err != nil {
 		fmt.Fprintf(s.ch.Stderr(), "start %s: %v\n", c.Path, err)
 		return exitStatus{code: 127}
@@ -742,6 +699,7 @@ func (s *session) runPipes(c *exec.Cmd) exitStatus {
 	}()
 	err = c.Wait()
 	s.mu.Lock()
+	close(s.waited)
 	s.proc = nil
 	s.mu.Unlock()
 	return statusOf(c, err)
@@ -761,7 +719,7 @@ func statusOf(c *exec.Cmd, err error) exitStatus {
 func (s *session) sftp() exitStatus {
 	// The SFTP server closes its stream when done; the channel must stay
 	// open for the exit status.
-	srv, err := sftp.NewServer(noCloseChannel{s.ch}, sftp.WithServerWorkingDirectory(s.c.srv.dir))
+	srv, err := sftp.NewServer(noCloseChannel{s.ch}, sftp.WithServerWorkingDirectory(s.c.srv.procs.Dir()))
 	if err != nil {
 		return exitStatus{code: 1}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"tailscale.com/net/speedtest"
 
+	"github.com/gatewaydev/coder/internal/backoff"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 	"github.com/gatewaydev/coder/terminal"
@@ -63,7 +64,7 @@ func (a *Agent) startTailnet() error {
 	}
 	pty := terminal.NewServer(terminal.ServerOptions{
 		Logger: a.logger, IdleTimeout: a.opts.TerminalIdleTimeout, NewScreen: newVTScreen,
-		Dir: a.opts.Directory, Metrics: a.opts.TerminalMetrics, MaxSessions: a.opts.MaxTerminalSessions,
+		Processes: a.procs, Metrics: a.opts.TerminalMetrics, MaxSessions: a.opts.MaxTerminalSessions,
 	})
 	stopSSH, err := a.serveSSH(node)
 	if err != nil {
@@ -101,18 +102,7 @@ func (a *Agent) newNode(ctx context.Context, dir string) (*tailnet.Node, error) 
 // down, say) is retried with backoff until the agent closes.
 func (a *Agent) tailnetLoop() {
 	defer a.wg.Done()
-	backoff := time.Second
-	for {
-		err := a.startTailnet()
-		if a.ctx.Err() != nil {
-			return
-		}
-		a.logger.Warn("tailnet: retrying", "err", err, "in", backoff)
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
+	backoff.New(time.Second, 30*time.Second).Loop(a.ctx, 0, a.startTailnet, func(err error, in time.Duration) {
+		a.logger.Warn("tailnet: retrying", "err", err, "in", in)
+	})
 }

@@ -4,8 +4,8 @@
 // OS account of its workspace owner alone (created with useradd on first
 // use, removed with the user).
 //
-// It imports nothing of this module's: the server wires a [Process] to
-// the API. Each agent's supervising goroutine is owned by the [Process]
+// It imports nothing of this module's but small internal helpers: the
+// server wires a [Process] to the API. Each agent's supervising goroutine is owned by the [Process]
 // and ends on [Process.StopAgent] or [Process.Close].
 package provision
 
@@ -25,6 +25,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gatewaydev/coder/internal/backoff"
+	"github.com/gatewaydev/coder/internal/userproc"
 )
 
 // Agent is what a [Process] needs to run an agent.
@@ -322,24 +325,9 @@ func writeTokenFile(path, token string, uid, gid int) error {
 func (p *Process) supervise(ctx context.Context, proc *agentProc, la Agent, run agentRun) {
 	defer close(proc.done)
 	log := p.Logger.With("agent_id", la.ID, "agent", la.Name)
-	backoff := time.Second
-	for {
-		start := time.Now()
-		err := p.run(ctx, run, log)
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > time.Minute {
-			backoff = time.Second
-		}
-		log.Warn("agent exited; restarting", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
+	backoff.New(time.Second, 30*time.Second).Loop(ctx, time.Minute, func() error { return p.run(ctx, run, log) }, func(err error, in time.Duration) {
+		log.Warn("agent exited; restarting", "err", err, "in", in)
+	})
 }
 
 func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error {
@@ -361,22 +349,25 @@ func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error
 		return fmt.Errorf("start %s agent: %w", run.binary, err)
 	}
 	log.Info("agent started", "pid", cmd.Process.Pid, "dir", run.dir)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
+	var waitErr error
+	waited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(waited)
+	}()
 	select {
-	case err := <-waitErr:
-		return err
+	case <-waited:
 	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-waitErr:
-			return err
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			return <-waitErr
-		}
+		// SIGTERM lets the agent close its sessions; its group is itself
+		// (its sessions have their own).
+		userproc.Terminate(cmd.Process.Pid, syscall.SIGTERM, stopGrace, waited)
+		<-waited
 	}
+	return waitErr
 }
+
+// stopGrace is how long a stopping agent gets between SIGTERM and SIGKILL.
+const stopGrace = 5 * time.Second
 
 // RemoveOwner removes the OS account of a
 // deleted user and its home. The caller stops the user's agents first.

@@ -8,27 +8,30 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/user"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatewaydev/coder/internal/userproc"
 )
 
 // ServerOptions configure a [Server]. The zero value is usable.
 type ServerOptions struct {
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
-	// Shell is the program sessions run: as a login shell (argv[0] "-name")
-	// when the client gives no command, else with -c and the command.
-	// Empty means the user's login shell from /etc/passwd, else /bin/sh.
+	// Processes builds each session's command: the user's shell as a
+	// login shell (argv[0] "-name") when the client gives no command, else
+	// with -c and the command, with the user's environment and
+	// TERM=xterm-256color, in a session of its own. The agent passes the
+	// builder its SSH server uses, so both start the same shell. Nil means
+	// userproc.New with Shell, Dir and Env.
+	Processes *userproc.Builder
+	// Shell, Dir and Env are [userproc.Options] of the builder made when
+	// Processes is nil: empty Shell means the user's ($SHELL, else
+	// /etc/passwd by uid, else /bin/sh), empty Dir the user's home, nil
+	// Env the agent's own without its CODER_AGENT_* variables.
 	Shell string
-	// Dir is the sessions' working directory. Empty means the user's home
-	// directory (the agent's working directory when it has none).
-	Dir string
-	// Env is the sessions' environment. Nil means the agent's own
-	// environment. TERM=xterm-256color is always set.
-	Env []string
+	Dir   string
+	Env   []string
 	// IdleTimeout ends a session after it has had no attach for this long.
 	// Zero means 5 minutes.
 	IdleTimeout time.Duration
@@ -96,19 +99,9 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Shell == "" || opts.Dir == "" {
-		shell, home := loginShellAndHome()
-		if opts.Shell == "" {
-			opts.Shell = shell
-		}
-		if opts.Dir == "" {
-			opts.Dir = home
-		}
+	if opts.Processes == nil {
+		opts.Processes = userproc.New(userproc.Options{Shell: opts.Shell, Dir: opts.Dir, Env: opts.Env})
 	}
-	if opts.Env == nil {
-		opts.Env = os.Environ()
-	}
-	opts.Env = append(opts.Env[:len(opts.Env):len(opts.Env)], "TERM=xterm-256color")
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = defaultIdleTimeout
 	}
@@ -132,31 +125,6 @@ func NewServer(opts ServerOptions) *Server {
 		conns:     make(map[net.Conn]struct{}),
 		sessions:  make(map[string]*session),
 	}
-}
-
-// loginShellAndHome returns the current user's login shell (from
-// /etc/passwd; /bin/sh if unknown) and home directory ("" if unknown).
-func loginShellAndHome() (shell, home string) {
-	shell = "/bin/sh"
-	u, err := user.Current()
-	if err != nil {
-		return shell, ""
-	}
-	home = u.HomeDir
-	if st, err := os.Stat(home); err != nil || !st.IsDir() {
-		home = ""
-	}
-	b, err := os.ReadFile("/etc/passwd")
-	if err != nil {
-		return shell, home
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) == 7 && f[0] == u.Username && f[6] != "" {
-			return f[6], home
-		}
-	}
-	return shell, home
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It

@@ -9,13 +9,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/gatewaydev/coder/internal/userproc"
 )
 
 const (
@@ -40,6 +40,7 @@ type session struct {
 
 	closePTYOnce sync.Once
 	readDone     chan struct{} // closed when readPTY returns
+	waited       chan struct{} // closed when the process has been waited for
 	done         chan struct{} // closed when the session has ended
 	closeReqOnce sync.Once
 	closeReq     chan struct{} // closed to end the session (idle, Server.Close)
@@ -86,18 +87,10 @@ func (a *attach) wake() {
 func (s *Server) startSession(h hello, log *slog.Logger) (*session, error) {
 	cols := clampSize(h.Width, DefaultWidth, MaxWidth)
 	rows := clampSize(h.Height, DefaultHeight, MaxHeight)
-	var cmd *exec.Cmd
-	if h.Command == "" {
-		cmd = exec.Command(s.opts.Shell)
-		cmd.Args = []string{"-" + filepath.Base(s.opts.Shell)}
-	} else {
-		cmd = exec.Command(s.opts.Shell, "-c", h.Command)
-	}
-	cmd.Dir = s.opts.Dir
-	cmd.Env = s.opts.Env
-	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: cols, Rows: rows})
+	cmd := s.opts.Processes.Command(h.Command, "TERM=xterm-256color")
+	f, err := userproc.StartPTY(cmd, cols, rows)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.opts.Shell, err)
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	ptmx, err := nonblocking(f)
 	if err != nil {
@@ -112,6 +105,7 @@ func (s *Server) startSession(h hello, log *slog.Logger) (*session, error) {
 		cmd:      cmd,
 		ptmx:     ptmx,
 		readDone: make(chan struct{}),
+		waited:   make(chan struct{}),
 		done:     make(chan struct{}),
 		closeReq: make(chan struct{}),
 		idle:     time.NewTimer(s.opts.IdleTimeout),
@@ -248,6 +242,7 @@ func (sess *session) output(p []byte) {
 // exited, which makes every attach send the exit code.
 func (sess *session) wait() {
 	err := sess.cmd.Wait()
+	close(sess.waited)
 	code := exitCode(sess.cmd.ProcessState, err)
 	t := time.NewTimer(drainTimeout)
 	select {
@@ -301,12 +296,11 @@ func (sess *session) requestClose(reason string) {
 }
 
 // watch ends the session after IdleTimeout without attaches or when asked
-// to: SIGHUP to the process group and a PTY hangup, then SIGKILL after
-// killGrace. It returns when the session has ended.
+// to: a PTY hangup and [userproc.Hangup] of its process group (SIGHUP,
+// SIGKILL after killGrace). It returns when the session has ended.
 func (sess *session) watch() {
 	defer sess.idle.Stop()
 	closeReq := sess.closeReq
-	var kill <-chan time.Time
 	for {
 		select {
 		case <-sess.done:
@@ -320,15 +314,10 @@ func (sess *session) watch() {
 			}
 		case <-closeReq:
 			closeReq = nil
-			_ = syscall.Kill(-sess.cmd.Process.Pid, syscall.SIGHUP)
 			sess.closePTY()
-			t := time.NewTimer(killGrace)
-			defer t.Stop()
-			kill = t.C
-		case <-kill:
-			kill = nil
-			sess.log.Warn("session did not end on SIGHUP, killing it")
-			_ = syscall.Kill(-sess.cmd.Process.Pid, syscall.SIGKILL)
+			if !userproc.Hangup(sess.cmd.Process.Pid, killGrace, sess.waited) {
+				sess.log.Warn("session did not end on SIGHUP, killed it")
+			}
 		}
 	}
 }
