@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"github.com/gatewaydev/coder/internal/testutil"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -63,7 +65,7 @@ func TestTerminalAndSSHStartTheSameShell(t *testing.T) {
 	}
 	t.Cleanup(func() { client.Close() })
 
-	termSrv := terminal.NewServer(terminal.ServerOptions{Dir: dir, Logger: terminaltest.Logger(t)})
+	termSrv := terminal.NewServer(terminal.ServerOptions{Dir: dir, Logger: testutil.Logger(t, slog.LevelDebug)})
 	dial := terminaltest.StartServer(t, termSrv)
 
 	// A login shell with a PTY each way.
@@ -90,7 +92,7 @@ func TestTerminalAndSSHStartTheSameShell(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(in, "%s\n", report)
-	terminaltest.Eventually(t, terminaltest.WaitLong, "the SSH shell's report", func() bool {
+	testutil.Eventually(t, terminaltest.WaitLong, "the SSH shell's report", func() bool {
 		return strings.Contains(out.String(), "\r\nEND\r\n")
 	})
 	sshShell := between(t, out.String())
