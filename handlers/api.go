@@ -11,7 +11,6 @@ import (
 
 	"github.com/alexedwards/scs/pgxstore"
 	"github.com/alexedwards/scs/v2"
-	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"tailscale.com/tailcfg"
 
@@ -117,11 +116,6 @@ func New(opts Options) (*API, error) {
 		cancel: cancel,
 	}
 	a.sessions = scs.New()
-	// scs.New starts a memory store's cleanup goroutine; the sessions live
-	// in PostgreSQL instead, so stop it before it leaks.
-	if ms, ok := a.sessions.Store.(*memstore.MemStore); ok {
-		ms.StopCleanup()
-	}
 	a.sessions.Store = pgxstore.NewWithCleanupInterval(opts.DB.Pool, 0)
 	a.sessions.Lifetime = 14 * 24 * time.Hour
 	a.sessions.IdleTimeout = 7 * 24 * time.Hour
