@@ -217,7 +217,7 @@ func (p *Pubsub) listen(conn *pgx.Conn) {
 				p.setDisconnected()
 				return
 			}
-			p.logger.Warn("pubsub connection lost, reconnecting", "error", err)
+			p.logger.Warn("pubsub connection lost, reconnecting", "err", err)
 			p.setDisconnected()
 		}
 		timer := time.NewTimer(backoff + rand.N(backoff/2))
@@ -234,13 +234,13 @@ func (p *Pubsub) listen(conn *pgx.Conn) {
 			if p.ctx.Err() != nil {
 				return
 			}
-			p.logger.Warn("pubsub reconnect failed", "error", err, "retry_in", backoff)
+			p.logger.Warn("pubsub reconnect failed", "err", err, "retry_in", backoff)
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		backoff = 100 * time.Millisecond
 		if err := p.resubscribe(c); err != nil {
-			p.logger.Warn("pubsub resubscribe failed", "error", err)
+			p.logger.Warn("pubsub resubscribe failed", "err", err)
 			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = c.Close(closeCtx)
 			cancel()

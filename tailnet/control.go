@@ -92,7 +92,7 @@ func (s *Server) serveNoiseUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, err := controlhttpserver.AcceptHTTP(r.Context(), w, r, s.opts.ControlKey, nil)
 	if err != nil {
-		s.logger.Debug("noise upgrade", "remote_addr", r.RemoteAddr, "error", err)
+		s.logger.Debug("noise upgrade", "remote_addr", r.RemoteAddr, "err", err)
 		return
 	}
 	s.mu.Lock()
@@ -187,7 +187,7 @@ func (s *Server) register(ctx context.Context, mkey key.MachinePublic, body []by
 		s.mu.Unlock()
 		if n != nil && n.machine == mkey {
 			if err := s.store.DeleteNode(ctx, req.NodeKey); err != nil {
-				log.Error("delete node from store", "error", err)
+				log.Error("delete node from store", "err", err)
 			}
 			log.Debug("node logged out", "kind", n.ident.Kind, "id", n.ident.ID)
 		}
@@ -211,7 +211,7 @@ func (s *Server) register(ctx context.Context, mkey key.MachinePublic, body []by
 		return &tailcfg.RegisterResponse{Error: ErrBrowserOnly.Error()}, http.StatusOK
 	}
 	if err != nil {
-		log.Info("registration refused", "error", err)
+		log.Info("registration refused", "err", err)
 		return &tailcfg.RegisterResponse{Error: "The auth key was refused: check that it is valid and not expired."}, http.StatusOK
 	}
 	if !ident.Kind.Valid() || ident.ID == "" {
@@ -252,9 +252,9 @@ func (s *Server) admitNode(ctx context.Context, mkey key.MachinePublic, req *tai
 	if err := s.store.PutNode(ctx, req.NodeKey, sn); err != nil {
 		if ctx.Err() != nil {
 			// The node hung up (or the server is stopping) mid-registration.
-			s.logger.Debug("store node: registration abandoned", "node_key", req.NodeKey.ShortString(), "error", err)
+			s.logger.Debug("store node: registration abandoned", "node_key", req.NodeKey.ShortString(), "err", err)
 		} else {
-			s.logger.Error("store node", "node_key", req.NodeKey.ShortString(), "error", err)
+			s.logger.Error("store node", "node_key", req.NodeKey.ShortString(), "err", err)
 		}
 		return &tailcfg.RegisterResponse{Error: "The server could not register this node; try again."}, http.StatusOK
 	}
@@ -284,7 +284,7 @@ func (s *Server) admitNode(ctx context.Context, mkey key.MachinePublic, req *tai
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		for _, k := range evicted {
 			if err := s.store.DeleteNode(dctx, k); err != nil {
-				s.logger.Error("delete replaced node from store", "node_key", k.ShortString(), "error", err)
+				s.logger.Error("delete replaced node from store", "node_key", k.ShortString(), "err", err)
 			}
 		}
 		cancel()
@@ -558,7 +558,7 @@ func (s *Server) streamMap(ctx context.Context, w http.ResponseWriter, n *node) 
 			}
 			st.first = false
 			if err := s.sendFrame(w, res, typ); err != nil {
-				s.logger.Debug("send map response", "node_key", n.key.ShortString(), "error", err)
+				s.logger.Debug("send map response", "node_key", n.key.ShortString(), "err", err)
 				return
 			}
 			keepAlive.Reset(s.opts.KeepAlive)

@@ -44,7 +44,7 @@ func (s *Server) startDERP() error {
 	go func() {
 		defer s.wg.Done()
 		if err := s.admit.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("derp admission listener", "error", err)
+			s.logger.Error("derp admission listener", "err", err)
 		}
 	}()
 	return nil
@@ -145,7 +145,7 @@ func (st *STUNServer) serve(c *net.UDPConn) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			st.logger.Debug("stun read", "error", err)
+			st.logger.Debug("stun read", "err", err)
 			continue
 		}
 		pkt := buf[:n]
@@ -161,7 +161,7 @@ func (st *STUNServer) serve(c *net.UDPConn) {
 		st.requests.Add(1)
 		res := stun.Response(txid, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		if _, err := c.WriteToUDPAddrPort(res, from); err != nil {
-			st.logger.Debug("stun write", "error", err)
+			st.logger.Debug("stun write", "err", err)
 		}
 	}
 }

@@ -301,7 +301,7 @@ func (s *Server) removeWhere(ctx context.Context, match func(*node) bool) int {
 	s.mu.Unlock()
 	for _, k := range gone {
 		if err := s.store.DeleteNode(ctx, k); err != nil {
-			s.logger.Error("delete node from store", "node_key", k.ShortString(), "error", err)
+			s.logger.Error("delete node from store", "node_key", k.ShortString(), "err", err)
 		}
 	}
 	return len(gone)

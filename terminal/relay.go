@@ -194,7 +194,7 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 			ws.Close()
 			return rc.endErr
 		}
-		log.Warn("attach to agent", "error", err)
+		log.Warn("attach to agent", "err", err)
 		closeWebsocket(ws, closeInternal, "cannot reach the workspace agent")
 		ws.Close()
 		return err
@@ -238,7 +238,7 @@ func (r *Relay) ServeBrowser(ctx context.Context, ws *websocket.Conn, dial DialF
 	t.Stop()
 	ws.Close()
 	wg.Wait()
-	log.Debug("terminal closed", "close_code", rc.endCode, "reason", rc.endReason, "error", rc.endErr)
+	log.Debug("terminal closed", "close_code", rc.endCode, "reason", rc.endReason, "err", rc.endErr)
 	return rc.endErr
 }
 

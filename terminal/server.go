@@ -209,7 +209,7 @@ func (s *Server) serveConn(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(helloTimeout))
 	h, err := readHello(br)
 	if err != nil {
-		log.Debug("bad hello", "error", err)
+		log.Debug("bad hello", "err", err)
 		_, _ = c.Write(appendFrame(nil, byte(FrameError), []byte("bad hello")))
 		return
 	}
@@ -218,12 +218,12 @@ func (s *Server) serveConn(c net.Conn) {
 
 	sess, a, err := s.attach(h, log)
 	if errors.Is(err, errTooManySessions) {
-		log.Warn("session refused", "error", err, "max_sessions", s.opts.MaxSessions)
+		log.Warn("session refused", "err", err, "max_sessions", s.opts.MaxSessions)
 		_, _ = c.Write(appendFrame(nil, byte(FrameError), []byte(TooManySessionsMessage)))
 		return
 	}
 	if err != nil {
-		log.Error("start session", "error", err)
+		log.Error("start session", "err", err)
 		_, _ = c.Write(appendFrame(nil, byte(FrameError), []byte("cannot start the terminal session")))
 		return
 	}
@@ -242,7 +242,7 @@ func (s *Server) serveConn(c net.Conn) {
 	sess.detach(a)
 	c.Close()
 	wg.Wait()
-	log.Debug("detached", "error", err)
+	log.Debug("detached", "err", err)
 }
 
 // readHello reads and validates the first frame.

@@ -177,7 +177,7 @@ func (sess *session) resizeLocked(w, h uint16) {
 		return
 	}
 	if err := setSize(sess.ptmx, w, h); err != nil {
-		sess.log.Debug("resize pty", "error", err)
+		sess.log.Debug("resize pty", "err", err)
 		return
 	}
 	sess.cols, sess.rows = w, h
