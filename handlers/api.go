@@ -153,7 +153,7 @@ func New(opts Options) (*API, error) {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(termMetrics)
 	}
-	a.apps = apps.NewProxy(apps.Options{Logger: a.logger.With("component", "apps"),
+	a.apps = apps.NewProxy(apps.Options{Logger: a.logger.With("component", "apps"), Dialer: a,
 		StripCookies: a.dashboardCookies(), StripHeaders: []string{sdk.SessionTokenHeader}, StripResponseHeaders: appResponseHeaders})
 	a.relay = terminal.NewRelay(terminal.RelayOptions{Logger: a.logger.With("component", "terminal_relay"), Metrics: termMetrics})
 	a.routes()
@@ -176,6 +176,7 @@ func (a *API) Close() error {
 		a.cancel()
 		a.agents.closeAll()
 		a.relay.Close()
+		a.apps.Close()
 		a.wg.Wait()
 		a.unsubscribe()
 		a.pubsub.Close()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -187,10 +186,7 @@ func (a *API) serveApp(p atPath, slug string) handlerFunc {
 				for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy"} {
 					w.Header().Del(h)
 				}
-				agentID := ag.ID
-				a.apps.Serve(w, r, apps.Target{URL: target, Prefix: prefix, Dial: func(ctx context.Context, port uint16) (net.Conn, error) {
-					return a.DialAgent(ctx, agentID, port)
-				}})
+				a.apps.Serve(w, r, apps.Target{URL: target, Prefix: prefix, AgentID: ag.ID})
 				return nil
 			}
 		}
