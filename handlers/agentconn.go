@@ -116,7 +116,7 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer conn.Close()
 	// The app proxy's idle connections to the agent go with it.
-	defer a.apps.CloseAgent(ag.ID)
+	defer a.front.Proxy().CloseAgent(ag.ID)
 	conn.SetReadLimit(agentMaxFrameBytes)
 	log := a.logger.With("agent_id", ag.ID, "workspace_id", wk.ID)
 
