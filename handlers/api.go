@@ -162,7 +162,7 @@ func New(opts Options) (*API, error) {
 	a.front = apps.NewServer(apps.ServerOptions{
 		Logger:          a.logger.With("component", "apps"),
 		AccessURL:       opts.AccessURL,
-		Authorizer:      appAuthorizer{a},
+		Authorizer:      &appAuthorizer{a: a},
 		Dialer:          dialer,
 		Relay:           a.relay,
 		BrowserOnly:     opts.BrowserOnly,

@@ -110,12 +110,16 @@ func (a *API) refuseApp(w http.ResponseWriter, r *http.Request, why appRefusal) 
 
 // appAuthorizer is the front door's apps.Authorizer: it reads users,
 // workspaces and agents from the store and applies pathAppAccess.
-type appAuthorizer struct{ a *API }
+type appAuthorizer struct {
+	a *API
+	// targets keeps the workspaces that path apps resolved to, briefly.
+	targets appTargetCache
+}
 
 // Authenticate attaches the user of r's session or API token to its
 // context (userKey, apiKeyIDKey), as withUser does; anonymous is not an
 // error.
-func (z appAuthorizer) Authenticate(r *http.Request) (*http.Request, apps.Visitor, error) {
+func (z *appAuthorizer) Authenticate(r *http.Request) (*http.Request, apps.Visitor, error) {
 	u, keyID, ok, err := z.a.authenticate(r)
 	if err != nil || !ok {
 		return r, apps.Visitor{}, err
@@ -132,12 +136,13 @@ type appRefused struct{ why appRefusal }
 func (e appRefused) Error() string { return fmt.Sprintf("path app refused (reason %d)", e.why) }
 
 // AuthorizeApp resolves /@{user}/{workspace}.{agent}/apps/{slug} with three
-// reads (user, workspace, its agents) and applies pathAppAccess. Until the
+// reads (user, workspace, its agents), which it reuses for appTargetTTL,
+// and applies pathAppAccess to the visitor of this request. Until the
 // visitor is logged in, every app that does not open (unknown user,
 // workspace, agent or slug, or an app that is not public) is
 // apps.ErrLoginRequired, so that anonymous visitors cannot tell which
 // exist.
-func (z appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.AppRequest) (apps.App, error) {
+func (z *appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.AppRequest) (apps.App, error) {
 	a := z.a
 	var user *store.User
 	if v.UserID != "" {
@@ -151,21 +156,10 @@ func (z appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.Ap
 		return apps.App{}, notFoundErr("The app")
 	}
 	p := req.Path
-	owner, err := a.db.UserByLogin(r.Context(), p.User)
+	wk, ags, err := z.targets.lookup(r.Context(), a.db, p.User, p.Workspace)
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound()
 	}
-	if err != nil {
-		return apps.App{}, err
-	}
-	wk, err := a.db.WorkspaceByOwnerAndName(r.Context(), owner.ID, p.Workspace)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound()
-	}
-	if err != nil {
-		return apps.App{}, err
-	}
-	ags, err := a.db.AgentsByWorkspace(r.Context(), wk.ID)
 	if err != nil {
 		return apps.App{}, err
 	}
@@ -192,7 +186,7 @@ func (z appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.Ap
 
 // AuthorizeAgent loads an agent whose workspace the visitor owns (see
 // agentForUser).
-func (z appAuthorizer) AuthorizeAgent(r *http.Request, _ apps.Visitor, agentID string) (apps.Agent, error) {
+func (z *appAuthorizer) AuthorizeAgent(r *http.Request, _ apps.Visitor, agentID string) (apps.Agent, error) {
 	ag, _, err := z.a.agentForUser(r, agentID)
 	if err != nil {
 		return apps.Agent{}, err
