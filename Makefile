@@ -56,7 +56,7 @@ test: build check-generated lint
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./sdk -run '^$$' -fuzz FuzzParseTemplate -fuzztime $(FUZZTIME)
-	$(GO) test ./handlers -run '^$$' -fuzz FuzzAppPath -fuzztime $(FUZZTIME)
+	$(GO) test ./apps -run '^$$' -fuzz FuzzAppPath -fuzztime $(FUZZTIME)
 	$(GO) test ./apps -run '^$$' -fuzz FuzzRewriteSetCookie -fuzztime $(FUZZTIME)
 	$(GO) test ./terminal -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME)
 	$(GO) test ./terminal/vt -run '^$$' -fuzz FuzzTerminal -fuzztime $(FUZZTIME)

@@ -48,13 +48,15 @@ func newBackend(t *testing.T) *backend {
 // /@alice/dev.main/apps/code and its dial going to the backend over
 // loopback TCP whatever the port.
 func front(t *testing.T, b *backend, appURL string) *httptest.Server {
-	p := apps.NewProxy(apps.Options{StripCookies: []string{"coder_session"}, StripHeaders: []string{"Coder-Session-Token"}})
-	u, _ := url.Parse(appURL)
 	addr := b.srv.Listener.Addr().String()
-	f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.Serve(w, r, apps.Target{URL: u, Prefix: "/@alice/dev.main/apps/code", Dial: func(ctx context.Context, port uint16) (net.Conn, error) {
+	p := apps.NewProxy(apps.Options{StripCookies: []string{"coder_session"}, StripHeaders: []string{"Coder-Session-Token"},
+		Dialer: apps.DialerFunc(func(ctx context.Context, _ string, port uint16) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		}})
+		})})
+	t.Cleanup(func() { p.Close() })
+	u, _ := url.Parse(appURL)
+	f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.Serve(w, r, apps.Target{URL: u, Prefix: "/@alice/dev.main/apps/code", AgentID: "agent-1"})
 	}))
 	t.Cleanup(f.Close)
 	return f
@@ -115,13 +117,14 @@ func TestProxyBasePathAndWebsocket(t *testing.T) {
 
 func TestProxyUnreachable(t *testing.T) {
 	t.Parallel()
-	p := apps.NewProxy(apps.Options{})
+	p := apps.NewProxy(apps.Options{Dialer: apps.DialerFunc(func(ctx context.Context, _ string, port uint16) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Err: io.EOF}
+	})})
+	defer p.Close()
 	u, _ := url.Parse("http://localhost:9")
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/@alice/dev.main/apps/code/", nil)
-	p.Serve(rec, req, apps.Target{URL: u, Prefix: "/@alice/dev.main/apps/code", Dial: func(ctx context.Context, port uint16) (net.Conn, error) {
-		return nil, &net.OpError{Op: "dial", Err: io.EOF}
-	}})
+	p.Serve(rec, req, apps.Target{URL: u, Prefix: "/@alice/dev.main/apps/code", AgentID: "agent-1"})
 	if rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "is the app listening on localhost:9") {
 		t.Fatalf("unreachable app: %d %q", rec.Code, rec.Body.String())
 	}

@@ -2,17 +2,18 @@
 # make bench: every benchmark of the project, each side by side with its
 # peer in the same run. Figures only; nothing is asserted.
 #
-#   bench/run.sh [section ...]   sections: vt tailnet term (default: all)
+#   bench/run.sh [section ...]   sections: vt tailnet term apps (default: all)
 #
 # Peers: @xterm/headless (vt), loopback iperf3 (tailnet), ttyd/WeTTY in
-# Chromium (term; see bench/term/run.sh). The shared peer scripts live in
+# Chromium (term; see bench/term/run.sh), nginx and Go's ReverseProxy (apps;
+# see bench/apps/run.sh). The shared peer scripts live in
 # ../shared/bench beside the checkout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$root/../shared/bench
 cd "$root"
 sections=("$@")
-[[ ${#sections[@]} -gt 0 ]] || sections=(vt tailnet term)
+[[ ${#sections[@]} -gt 0 ]] || sections=(vt tailnet term apps)
 
 want() { local s; for s in "${sections[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
 head() { printf '\n==== %s\n\n' "$1"; }
@@ -41,5 +42,14 @@ if want term; then
     bench/term/run.sh
   else
     echo "bench/term/run.sh is missing"
+  fi
+fi
+
+if want apps; then
+  head "path-app proxy: a path app of coder server vs nginx, Go's httputil.ReverseProxy and the origin (1 KiB, wrk -c64)"
+  if command -v wrk >/dev/null && command -v nginx >/dev/null; then
+    bench/apps/run.sh -r 3
+  else
+    echo "app-proxy peers unavailable: needs wrk and nginx (apt-get install wrk nginx)"
   fi
 fi

@@ -115,6 +115,8 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 		return nil // the upgrader wrote the error response
 	}
 	defer conn.Close()
+	// The app proxy's idle connections to the agent go with it.
+	defer a.front.Proxy().CloseAgent(ag.ID)
 	conn.SetReadLimit(agentMaxFrameBytes)
 	log := a.logger.With("agent_id", ag.ID, "workspace_id", wk.ID)
 

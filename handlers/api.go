@@ -87,7 +87,7 @@ type API struct {
 	derpMap      *tailcfg.DERPMap
 	node         serverNode
 	relay        *terminal.Relay
-	apps         *apps.Proxy
+	front        *apps.Server
 	net          netStatus
 	replicaID    string
 	serverSecret string
@@ -153,9 +153,24 @@ func New(opts Options) (*API, error) {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(termMetrics)
 	}
-	a.apps = apps.NewProxy(apps.Options{Logger: a.logger.With("component", "apps"),
-		StripCookies: a.dashboardCookies(), StripHeaders: []string{sdk.SessionTokenHeader}, StripResponseHeaders: appResponseHeaders})
 	a.relay = terminal.NewRelay(terminal.RelayOptions{Logger: a.logger.With("component", "terminal_relay"), Metrics: termMetrics})
+	// The browser front door: path apps and the terminal's websocket.
+	var dialer apps.Dialer
+	if a.tailnet != nil {
+		dialer = a
+	}
+	a.front = apps.NewServer(apps.ServerOptions{
+		Logger:          a.logger.With("component", "apps"),
+		AccessURL:       opts.AccessURL,
+		Authorizer:      &appAuthorizer{a: a},
+		Dialer:          dialer,
+		Relay:           a.relay,
+		BrowserOnly:     opts.BrowserOnly,
+		DisablePathApps: opts.DisablePathApps,
+		Proxy: apps.Options{StripCookies: a.dashboardCookies(), StripHeaders: []string{sdk.SessionTokenHeader},
+			StripResponseHeaders: appResponseHeaders},
+		WriteError: a.writeFrontError,
+	})
 	a.routes()
 	a.wg.Add(1)
 	go a.janitor()
@@ -176,6 +191,7 @@ func (a *API) Close() error {
 		a.cancel()
 		a.agents.closeAll()
 		a.relay.Close()
+		a.front.Close()
 		a.wg.Wait()
 		a.unsubscribe()
 		a.pubsub.Close()
@@ -271,7 +287,7 @@ func (a *API) routes() {
 	mux.HandleFunc("POST /api/v2/workspaceagents/{id}/token", wu(a.serveRegenerateAgentToken))
 	mux.HandleFunc("GET /api/v2/workspaceagents/me/connect", h(a.serveAgentConnect))
 	mux.HandleFunc("GET /api/v2/derp-map", wu(a.serveDERPMap))
-	mux.HandleFunc("GET /api/v2/workspaceagents/{agent}/pty", wu(a.servePTY))
+	a.front.Attach(mux) // GET /api/v2/workspaceagents/{agent}/pty
 	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/connection", wu(a.serveAgentConnection))
 	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
-	"strings"
+	"time"
 
 	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/sdk"
@@ -110,91 +108,104 @@ func (a *API) refuseApp(w http.ResponseWriter, r *http.Request, why appRefusal) 
 	return render(w, r, http.StatusForbidden, web.AppRefused(p))
 }
 
-// serveApp proxies a path-based app: /@{user}/{workspace}.{agent}/apps/{slug}/...
-// over the tailnet to the agent, which forwards it to the app on its
-// localhost. Access follows pathAppAccess. Until the visitor is logged in,
-// every app URL that does not open (unknown user, workspace, agent or
-// slug, or an app that is not public) answers the same redirect to the
-// login page, so that anonymous visitors cannot tell which exist. The
-// dashboard's cookies and token never reach the app.
-func (a *API) serveApp(p atPath, slug string) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if a.opts.DisablePathApps {
-			return a.refuseApp(w, r, appsDisabled)
+// appAuthorizer is the front door's apps.Authorizer: it reads users,
+// workspaces and agents from the store and applies pathAppAccess.
+type appAuthorizer struct {
+	a *API
+	// targets keeps the workspaces that path apps resolved to, briefly.
+	targets appTargetCache
+}
+
+// Authenticate attaches the user of r's session or API token to its
+// context (userKey, apiKeyIDKey), as withUser does; anonymous is not an
+// error.
+func (z *appAuthorizer) Authenticate(r *http.Request) (*http.Request, apps.Visitor, error) {
+	u, keyID, ok, err := z.a.authenticate(r)
+	if err != nil || !ok {
+		return r, apps.Visitor{}, err
+	}
+	ctx := context.WithValue(r.Context(), userKey, u)
+	ctx = context.WithValue(ctx, apiKeyIDKey, keyID)
+	return r.WithContext(ctx), apps.Visitor{UserID: u.ID, Token: keyID != ""}, nil
+}
+
+// appRefused is an app that exists and does not open for a logged-in
+// visitor, for a reason the refusal page gives (writeFrontError).
+type appRefused struct{ why appRefusal }
+
+func (e appRefused) Error() string { return fmt.Sprintf("path app refused (reason %d)", e.why) }
+
+// AuthorizeApp resolves /@{user}/{workspace}.{agent}/apps/{slug} with three
+// reads (user, workspace, its agents), which it reuses for appTargetTTL,
+// and applies pathAppAccess to the visitor of this request. Until the
+// visitor is logged in, every app that does not open (unknown user,
+// workspace, agent or slug, or an app that is not public) is
+// apps.ErrLoginRequired, so that anonymous visitors cannot tell which
+// exist.
+func (z *appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.AppRequest) (apps.App, error) {
+	a := z.a
+	var user *store.User
+	if v.UserID != "" {
+		u := userFrom(r)
+		user = &u
+	}
+	notFound := func() (apps.App, error) {
+		if user == nil {
+			return apps.App{}, apps.ErrLoginRequired
 		}
-		// Browser-only mode: the session cookie from a page, never a token.
-		if err := a.browserRequestOK(r); err != nil {
-			return err
+		return apps.App{}, notFoundErr("The app")
+	}
+	p := req.Path
+	wk, ags, err := z.targets.lookup(r.Context(), a.db, p.User, p.Workspace)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound()
+	}
+	if err != nil {
+		return apps.App{}, err
+	}
+	for _, ag := range ags {
+		if ag.Name != p.Agent {
+			continue
 		}
-		var user *store.User
-		if u, _, ok, err := a.authenticate(r); err != nil {
-			return err
-		} else if ok {
-			user = &u
-			// The refusal page's navigation shows who is logged in.
-			r = r.WithContext(context.WithValue(r.Context(), userKey, u))
-		}
-		notFound := func() error {
-			if user == nil {
-				http.Redirect(w, r, "/login?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-				return nil
-			}
-			return notFoundErr("The app")
-		}
-		owner, err := a.db.UserByLogin(r.Context(), p.User)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound()
-		}
-		if err != nil {
-			return err
-		}
-		wk, err := a.db.WorkspaceByOwnerAndName(r.Context(), owner.ID, p.Workspace)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound()
-		}
-		if err != nil {
-			return err
-		}
-		ags, err := a.db.AgentsByWorkspace(r.Context(), wk.ID)
-		if err != nil {
-			return err
-		}
-		for _, ag := range ags {
-			if ag.Name != p.Agent {
+		for _, app := range agentSpec(ag).Apps {
+			if app.Slug != req.Slug {
 				continue
 			}
-			for _, app := range agentSpec(ag).Apps {
-				if app.Slug != slug {
-					continue
-				}
-				switch why := a.pathAppAccess(app.Share, user, wk); why {
-				case appOpens:
-				case appPrivate:
-					return notFound()
-				default:
-					return a.refuseApp(w, r, why)
-				}
-				target, err := url.Parse(app.URL)
-				if err != nil {
-					return &HTTPError{Code: http.StatusBadGateway, Msg: "The app's URL in the template is not valid.", Err: err}
-				}
-				prefix := "/@" + p.User + "/" + p.Workspace + "." + p.Agent + "/apps/" + slug
-				if r.URL.Path == prefix {
-					http.Redirect(w, r, prefix+"/", http.StatusSeeOther)
-					return nil
-				}
-				// The app's own headers apply, not the dashboard's.
-				for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy"} {
-					w.Header().Del(h)
-				}
-				agentID := ag.ID
-				a.apps.Serve(w, r, apps.Target{URL: target, Prefix: prefix, Dial: func(ctx context.Context, port uint16) (net.Conn, error) {
-					return a.DialAgent(ctx, agentID, port)
-				}})
-				return nil
+			switch why := a.pathAppAccess(app.Share, user, wk); why {
+			case appOpens:
+				return apps.App{AgentID: ag.ID, URL: app.URL}, nil
+			case appPrivate:
+				return notFound()
+			default:
+				return apps.App{}, appRefused{why}
 			}
 		}
-		return notFound()
+	}
+	return notFound()
+}
+
+// AuthorizeAgent loads an agent whose workspace the visitor owns (see
+// agentForUser).
+func (z *appAuthorizer) AuthorizeAgent(r *http.Request, _ apps.Visitor, agentID string) (apps.Agent, error) {
+	ag, _, err := z.a.agentForUser(r, agentID)
+	if err != nil {
+		return apps.Agent{}, err
+	}
+	return apps.Agent{ID: ag.ID, Status: agentStatus(ag, time.Now())}, nil
+}
+
+// writeFrontError renders the front door's errors: the refusal page for a
+// path app that does not open here, else the error page or JSON.
+func (a *API) writeFrontError(w http.ResponseWriter, r *http.Request, err error) {
+	var ref appRefused
+	switch {
+	case errors.Is(err, apps.ErrPathAppsDisabled):
+		err = a.refuseApp(w, r, appsDisabled)
+	case errors.As(err, &ref):
+		err = a.refuseApp(w, r, ref.why)
+	}
+	if err != nil {
+		a.serveError(w, r, err)
 	}
 }
 
@@ -203,7 +214,7 @@ func (a *API) serveApp(p atPath, slug string) handlerFunc {
 // the deployment does not apply).
 func (a *API) appView(agentPath string, app sdk.App) web.App {
 	v := web.App{Slug: app.Slug, DisplayName: app.DisplayName, Share: app.Share,
-		URL: agentPath + "/apps/" + url.PathEscape(app.Slug) + "/"}
+		URL: apps.AppLink(agentPath, app.Slug)}
 	switch {
 	case a.opts.DisablePathApps:
 		v.URL = ""
@@ -215,14 +226,4 @@ func (a *API) appView(agentPath string, app sdk.App) web.App {
 		v.Note = "shared publicly in the template; path-app sharing is off on this deployment"
 	}
 	return v
-}
-
-// appSlug returns the slug of an app path's rest ("apps/{slug}[/...]").
-func appSlug(rest string) (string, bool) {
-	r, ok := strings.CutPrefix(rest, "apps/")
-	if !ok {
-		return "", false
-	}
-	slug, _, _ := strings.Cut(r, "/")
-	return slug, sdk.ValidateName(slug) == nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewaydev/coder/internal/testutil"
 	"github.com/gatewaydev/coder/sdk"
 )
 
@@ -149,6 +150,78 @@ func TestPathAppsBrowserOnly(t *testing.T) {
 		resp := tc.b.do(tc.method, path, nil, tc.header)
 		if body := readBody(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "browser-only") {
 			t.Errorf("%s: %d %q, want 403 saying browser-only", tc.name, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestPathAppsCloseInFlight (issue 13): API.Close returns while path-app
+// requests wait on an app that never answers, over the real tailnet, and
+// those requests get an answer instead of hanging. (Before, each request
+// left its own transport and connection behind, and a server with app
+// traffic did not stop.)
+func TestPathAppsCloseInFlight(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true })
+	arrived := make(chan struct{}, 16)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			arrived <- struct{}{}
+			select { // an app that never answers
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	ts.pushTemplate(t, "apps", appTemplate(srv.Listener.Addr().(*net.TCPAddr).Port))
+	w := createWorkspace(t, ts.Owner, "dev", "apps")
+	startAgentIn(t, ts, w.Agents[0].Token, t.TempDir(), nil)
+	client := &http.Client{Timeout: 60 * time.Second}
+	get := func(path string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", ts.URL.String()+path, nil)
+		req.Header.Set(sdk.SessionTokenHeader, ts.Owner.Token)
+		return client.Do(req)
+	}
+	const base = "/@owner/dev.main/apps/mine/"
+	testutil.Eventually(t, 30*time.Second, "the app answers through the agent", func() bool {
+		resp, err := get(base)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	const hanging = 8
+	done := make(chan error, hanging)
+	for i := 0; i < hanging; i++ {
+		go func() {
+			resp, err := get(base + "hang")
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+	}
+	for i := 0; i < hanging; i++ {
+		<-arrived
+	}
+	closed := make(chan struct{})
+	go func() { ts.API.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second): // a bound for a hang, not a timing
+		t.Fatal("API.Close did not return with path-app requests in flight")
+	}
+	for i := 0; i < hanging; i++ {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("a path-app request in flight got no answer after API.Close")
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/sdk"
 )
 
@@ -60,7 +61,10 @@ func (a *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	var he *HTTPError
-	if !errors.As(err, &he) {
+	if ae := (*apps.Error)(nil); !errors.As(err, &he) && errors.As(err, &ae) {
+		he = &HTTPError{Code: ae.Code, Msg: ae.Msg, Err: ae.Err}
+	}
+	if he == nil {
 		he = &HTTPError{Code: http.StatusInternalServerError, Msg: "Something went wrong on the server. Try again; if it keeps happening, check the server logs.", Err: err}
 	}
 	if he.Code >= 500 {

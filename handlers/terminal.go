@@ -1,38 +1,16 @@
 package handlers
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
 
-	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/static"
 	"github.com/gatewaydev/coder/store"
-	"github.com/gatewaydev/coder/terminal"
 	"github.com/gatewaydev/coder/web"
 )
-
-// checkOrigin allows websocket upgrades from the dashboard's own origin
-// only (and from programs, which send no Origin).
-func (a *API) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	return strings.EqualFold(u.Scheme, a.opts.AccessURL.Scheme) && strings.EqualFold(u.Host, a.opts.AccessURL.Host)
-}
 
 // agentForUser loads an agent whose workspace the caller owns. Anyone else
 // gets 404.
@@ -55,61 +33,6 @@ func (a *API) agentForUser(r *http.Request, id string) (store.Agent, store.Works
 		return ag, wk, notFoundErr("The agent")
 	}
 	return ag, wk, nil
-}
-
-// servePTY bridges the browser's terminal websocket to the agent's
-// reconnecting PTY over the tailnet. In browser-only mode only the
-// dashboard in a browser may open it (see browserRequestOK).
-func (a *API) servePTY(w http.ResponseWriter, r *http.Request) error {
-	if err := a.browserRequestOK(r); err != nil {
-		return err
-	}
-	ag, _, err := a.agentForUser(r, r.PathValue("agent"))
-	if err != nil {
-		return err
-	}
-	params, err := terminal.ParseParams(r.URL.Query())
-	if err != nil {
-		return badRequest("The terminal URL is not valid: " + err.Error() + ".")
-	}
-	if !a.checkOrigin(r) {
-		return &HTTPError{Code: http.StatusForbidden, Msg: "This websocket may only be opened from the dashboard's own origin."}
-	}
-	if a.tailnet == nil {
-		return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "The tailnet is off on this server, so it cannot reach agents."}
-	}
-	if !a.track() {
-		return &HTTPError{Code: http.StatusServiceUnavailable, Msg: "The server is shutting down; the terminal reconnects by itself."}
-	}
-	defer a.wg.Done()
-	up := websocket.Upgrader{
-		ReadBufferSize: 16 << 10, WriteBufferSize: 64 << 10, EnableCompression: false,
-		CheckOrigin: a.checkOrigin,
-	}
-	ws, err := up.Upgrade(w, r, nil)
-	if err != nil {
-		return nil // the upgrader answered
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
-	stop := context.AfterFunc(a.ctx, cancel) // server shutdown closes terminals
-	defer stop()
-	dial := func(ctx context.Context) (net.Conn, error) {
-		return a.DialAgent(ctx, ag.ID, sdk.AgentReconnectingPTYPort)
-	}
-	// An agent that no replica hears from cannot answer: say so at once
-	// (close 1011, which the page shows and retries) rather than after
-	// DialAgent's 15 s wait for a peer that is not there.
-	if st := agentStatus(ag, time.Now()); st != sdk.AgentConnected {
-		dial = func(context.Context) (net.Conn, error) {
-			return nil, fmt.Errorf("dial agent %s: the agent is %s", ag.ID, st)
-		}
-	}
-	err = a.relay.ServeBrowser(ctx, ws, dial, params)
-	if err != nil && ctx.Err() == nil {
-		a.logger.Debug("terminal ended", "agent_id", ag.ID, "err", err)
-	}
-	return nil
 }
 
 // terminalCSP lets xterm.js's DOM renderer add its own style elements.

@@ -308,12 +308,12 @@ func TestTerminalBadInput(t *testing.T) {
 		wantStatus int
 		wantMsg    string
 	}{
-		{"missing reconnect id", base(agentID, nil), tokenHeader(e.ts.Owner.Token), 400, "missing reconnect"},
-		{"malformed reconnect id", base(agentID, url.Values{"reconnect": {"not-a-uuid"}}), tokenHeader(e.ts.Owner.Token), 400, "not a UUID"},
-		{"reconnect id with a suffix", base(agentID, url.Values{"reconnect": {victimID + "0"}}), tokenHeader(e.ts.Owner.Token), 400, "not a UUID"},
-		{"reconnect id in braces", base(agentID, url.Values{"reconnect": {"{" + victimID[1:35] + "}"}}), tokenHeader(e.ts.Owner.Token), 400, "not a UUID"},
-		{"width 65536", base(agentID, url.Values{"reconnect": {victimID}, "width": {"65536"}}), tokenHeader(e.ts.Owner.Token), 400, "width"},
-		{"negative height", base(agentID, url.Values{"reconnect": {victimID}, "height": {"-1"}}), tokenHeader(e.ts.Owner.Token), 400, "height"},
+		{"missing reconnect id", base(agentID, nil), tokenHeader(e.ts.Owner.Token), 400, "has no reconnect ID"},
+		{"malformed reconnect id", base(agentID, url.Values{"reconnect": {"not-a-uuid"}}), tokenHeader(e.ts.Owner.Token), 400, "reconnect ID is not a UUID"},
+		{"reconnect id with a suffix", base(agentID, url.Values{"reconnect": {victimID + "0"}}), tokenHeader(e.ts.Owner.Token), 400, "reconnect ID is not a UUID"},
+		{"reconnect id in braces", base(agentID, url.Values{"reconnect": {"{" + victimID[1:35] + "}"}}), tokenHeader(e.ts.Owner.Token), 400, "reconnect ID is not a UUID"},
+		{"width 65536", base(agentID, url.Values{"reconnect": {victimID}, "width": {"65536"}}), tokenHeader(e.ts.Owner.Token), 400, "width is not a whole number"},
+		{"negative height", base(agentID, url.Values{"reconnect": {victimID}, "height": {"-1"}}), tokenHeader(e.ts.Owner.Token), 400, "height is not a whole number"},
 		{"NUL in command", base(agentID, url.Values{"reconnect": {uuid.NewString()}, "command": {"ls\x00"}}), tokenHeader(e.ts.Owner.Token), 400, "NUL"},
 		{"cross-origin websocket", base(agentID, url.Values{"reconnect": {victimID}}), http.Header{"Origin": {"https://evil.example"}, sdk.SessionTokenHeader: {e.ts.Owner.Token}}, 403, "origin"},
 		{"another port of the same host", base(agentID, url.Values{"reconnect": {victimID}}), http.Header{"Origin": {"http://127.0.0.1:1"}, sdk.SessionTokenHeader: {e.ts.Owner.Token}}, 403, "origin"},

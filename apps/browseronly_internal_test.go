@@ -1,13 +1,14 @@
-package handlers
+package apps
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/gatewaydev/coder/sdk"
+	"github.com/gatewaydev/coder/terminal"
 )
 
 // TestBrowserRequestOK (issue 12): in browser-only mode the terminal and
@@ -58,15 +59,37 @@ func TestBrowserRequestOK(t *testing.T) {
 			if r.Header == nil {
 				r.Header = http.Header{}
 			}
-			r = r.WithContext(context.WithValue(r.Context(), apiKeyIDKey, tc.keyID))
-			on := &API{opts: Options{BrowserOnly: true, AccessURL: access}}
-			if got := on.browserRequestOK(r); got != tc.want {
+			on := &Server{opts: ServerOptions{BrowserOnly: true, AccessURL: access}}
+			if got := on.browserRequestOK(r, tc.keyID != ""); got != tc.want {
 				t.Errorf("browser-only: got %v, want %v", got, tc.want)
 			}
-			off := &API{opts: Options{AccessURL: access}}
-			if got := off.browserRequestOK(r); got != nil {
+			off := &Server{opts: ServerOptions{AccessURL: access}}
+			if got := off.browserRequestOK(r, tc.keyID != ""); got != nil {
 				t.Errorf("not browser-only: got %v, want nil", got)
 			}
 		})
+	}
+}
+
+// TestPTYParamsMsg (issue 13): a terminal URL that terminal.ParseParams
+// refuses gets a sentence that names the wrong parameter and never
+// repeats the input.
+func TestPTYParamsMsg(t *testing.T) {
+	const id = "0b5c6a3e-8f4e-4a57-9d2a-6e1f2c3b4d5e"
+	for q, want := range map[string]string{
+		"":                                  "has no reconnect ID",
+		"reconnect=<script>":                "reconnect ID is not a UUID",
+		"reconnect=" + id + "&width=<b>":    "width is not a whole number",
+		"reconnect=" + id + "&height=-1":    "height is not a whole number",
+		"reconnect=" + id + "&command=a%00": "without NUL bytes",
+	} {
+		v, _ := url.ParseQuery(q)
+		if _, err := terminal.ParseParams(v); err == nil {
+			t.Fatalf("ParseParams(%q) accepted it", q)
+		}
+		got := ptyParamsMsg(v)
+		if !strings.Contains(got, want) || strings.Contains(got, "<") || strings.Contains(got, "-1") {
+			t.Errorf("ptyParamsMsg(%q) = %q, want a sentence with %q and none of the input", q, got, want)
+		}
 	}
 }

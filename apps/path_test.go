@@ -1,14 +1,15 @@
-package handlers
+package apps_test
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/sdk"
 )
 
-func TestParseAtPath(t *testing.T) {
-	for path, want := range map[string]*atPath{
+func TestParsePath(t *testing.T) {
+	for path, want := range map[string]*apps.Path{
 		"/@alice/dev":                      {User: "alice", Workspace: "dev"},
 		"/@alice/dev/events":               {User: "alice", Workspace: "dev", Rest: "events"},
 		"/@alice/dev.main/terminal":        {User: "alice", Workspace: "dev", Agent: "main", Rest: "terminal"},
@@ -20,15 +21,15 @@ func TestParseAtPath(t *testing.T) {
 		"/@alice/dev./terminal":            nil,
 		"/alice/dev":                       nil,
 	} {
-		got, ok := parseAtPath(path)
+		got, ok := apps.ParsePath(path)
 		if want == nil {
 			if ok {
-				t.Errorf("parseAtPath(%q) = %+v, want no match", path, got)
+				t.Errorf("ParsePath(%q) = %+v, want no match", path, got)
 			}
 			continue
 		}
 		if !ok || got != *want {
-			t.Errorf("parseAtPath(%q) = %+v %v, want %+v", path, got, ok, *want)
+			t.Errorf("ParsePath(%q) = %+v %v, want %+v", path, got, ok, *want)
 		}
 	}
 }
@@ -42,12 +43,12 @@ func FuzzAppPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
-		p, ok := parseAtPath(path)
+		p, ok := apps.ParsePath(path)
 		if !ok {
 			return
 		}
 		if p.User == "" || p.Workspace == "" || strings.ContainsAny(p.User+p.Workspace+p.Agent, "/") {
-			t.Fatalf("parseAtPath(%q) = %+v", path, p)
+			t.Fatalf("ParsePath(%q) = %+v", path, p)
 		}
 		back := "/@" + p.User + "/" + p.Workspace
 		if p.Agent != "" {
@@ -57,10 +58,10 @@ func FuzzAppPath(f *testing.F) {
 			back += "/" + p.Rest
 		}
 		if back != path {
-			t.Fatalf("parseAtPath(%q) = %+v, which spells %q", path, p, back)
+			t.Fatalf("ParsePath(%q) = %+v, which spells %q", path, p, back)
 		}
-		if slug, ok := appSlug(p.Rest); ok && sdk.ValidateName(slug) != nil {
-			t.Fatalf("appSlug(%q) accepted %q", p.Rest, slug)
+		if slug, ok := apps.AppSlug(p.Rest); ok && sdk.ValidateName(slug) != nil {
+			t.Fatalf("AppSlug(%q) accepted %q", p.Rest, slug)
 		}
 	})
 }
