@@ -187,7 +187,7 @@ func newLoginCmd() *cobra.Command {
 				if email == "" {
 					email = string(firstUser) + "@example.com"
 				}
-				err := c.Request(ctx, http.MethodPost, "/api/v2/users/first", sdk.CreateFirstUserRequest{Username: string(firstUser), Email: email, Password: string(firstPassword)}, nil)
+				err := c.CreateFirstUser(ctx, sdk.CreateFirstUserRequest{Username: string(firstUser), Email: email, Password: string(firstPassword)})
 				switch {
 				case err == nil:
 					fmt.Fprintf(out, "Created the first user %q (owner).\n", firstUser)
@@ -220,8 +220,8 @@ func newLoginCmd() *cobra.Command {
 						}
 						password = stringValue(p)
 					}
-					var resp sdk.LoginResponse
-					if err := c.Request(ctx, http.MethodPost, "/api/v2/users/login", sdk.LoginRequest{Login: string(username), Password: string(password)}, &resp); err != nil {
+					resp, err := c.Login(ctx, sdk.LoginRequest{Login: string(username), Password: string(password)})
+					if err != nil {
 						return err
 					}
 					tok = resp.SessionToken
@@ -250,7 +250,7 @@ func newLoginCmd() *cobra.Command {
 func newLogoutCmd() *cobra.Command {
 	return apiCmd(&cobra.Command{Use: "logout", Short: "Log out and forget the saved session", Args: cobra.NoArgs}, false,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			err := c.Request(ctx, http.MethodPost, "/api/v2/users/logout", nil, nil)
+			err := c.Logout(ctx)
 			if err != nil && sdk.StatusCode(err) != http.StatusUnauthorized {
 				return err
 			}
@@ -287,8 +287,8 @@ func newUsersCmd() *cobra.Command {
 			if username == "" || email == "" || password == "" {
 				return errors.New("--username, --email and --password are required")
 			}
-			var u sdk.User
-			if err := c.Request(ctx, http.MethodPost, "/api/v2/users", sdk.CreateUserRequest{Username: string(username), Email: string(email), Password: string(password), Role: string(role)}, &u); err != nil {
+			u, err := c.CreateUser(ctx, sdk.CreateUserRequest{Username: string(username), Email: string(email), Password: string(password), Role: string(role)})
+			if err != nil {
 				return err
 			}
 			fmt.Printf("Created user %q (%s).\n", u.Username, u.Role)
@@ -302,8 +302,8 @@ func newUsersCmd() *cobra.Command {
 	}.register(create)
 	list := apiCmd(&cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List users", Args: cobra.NoArgs}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			var us []sdk.User
-			if err := c.Request(ctx, http.MethodGet, "/api/v2/users", nil, &us); err != nil {
+			us, err := c.ListUsers(ctx)
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -335,8 +335,8 @@ func newTemplatesCmd() *cobra.Command {
 			if _, err := sdk.ParseTemplate(src); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			var info sdk.TemplateInfo
-			if err := c.Request(ctx, http.MethodPut, "/api/v2/templates/"+url.PathEscape(args[0]), sdk.PushTemplateRequest{Source: string(src)}, &info); err != nil {
+			info, err := c.PushTemplate(ctx, args[0], sdk.PushTemplateRequest{Source: string(src)})
+			if err != nil {
 				return err
 			}
 			verb := "Updated"
@@ -349,8 +349,8 @@ func newTemplatesCmd() *cobra.Command {
 	optionSet{{Flag: "file", Short: "f", Value: &file, Description: "Template YAML file."}}.register(push)
 	list := apiCmd(&cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List templates", Args: cobra.NoArgs}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			var ts []sdk.TemplateInfo
-			if err := c.Request(ctx, http.MethodGet, "/api/v2/templates", nil, &ts); err != nil {
+			ts, err := c.ListTemplates(ctx)
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -374,8 +374,8 @@ func newCreateCmd() *cobra.Command {
 			if template == "" {
 				return errors.New("--template (-t) is required; list templates with `coder templates list`")
 			}
-			var w sdk.Workspace
-			if err := c.Request(ctx, http.MethodPost, "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: args[0], Template: string(template)}, &w); err != nil {
+			w, err := c.CreateWorkspace(ctx, sdk.CreateWorkspaceRequest{Name: args[0], Template: string(template)})
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -398,12 +398,8 @@ func newListCmd() *cobra.Command {
 	var all boolValue
 	cmd := apiCmd(&cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List workspaces", Args: cobra.NoArgs}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			var ws []sdk.Workspace
-			path := "/api/v2/workspaces"
-			if all {
-				path += "?all=true"
-			}
-			if err := c.Request(ctx, http.MethodGet, path, nil, &ws); err != nil {
+			ws, err := c.ListWorkspaces(ctx, bool(all))
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -437,7 +433,11 @@ func newTransitionCmd(action, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Request(ctx, http.MethodPost, "/api/v2/workspaces/"+w.ID+"/"+action, nil, &w); err != nil {
+			transition := c.StartWorkspace
+			if action == "stop" {
+				transition = c.StopWorkspace
+			}
+			if w, err = transition(ctx, w.ID); err != nil {
 				return err
 			}
 			fmt.Printf("Workspace %q: %s.\n", w.Name, w.Status)
@@ -463,7 +463,7 @@ func newDeleteCmd() *cobra.Command {
 					return errors.New("not deleted: the name did not match")
 				}
 			}
-			if err := c.Request(ctx, http.MethodDelete, "/api/v2/workspaces/"+w.ID, nil, nil); err != nil {
+			if err := c.DeleteWorkspace(ctx, w.ID); err != nil {
 				return err
 			}
 			fmt.Printf("Workspace %q deleted.\n", w.Name)

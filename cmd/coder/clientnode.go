@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -71,8 +70,7 @@ func resolveAgent(ctx context.Context, c *sdk.Client, target string) (sdk.Worksp
 // connectionInfo asks the server how to reach an agent; in browser-only
 // mode it returns an error wrapping tailnet.ErrBrowserOnly.
 func connectionInfo(ctx context.Context, c *sdk.Client, agentID string) (sdk.AgentConnection, error) {
-	var info sdk.AgentConnection
-	err := c.Request(ctx, http.MethodGet, "/api/v2/workspaceagents/"+url.PathEscape(agentID)+"/connection", nil, &info)
+	info, err := c.AgentConnection(ctx, agentID)
 	if isBrowserOnly(err) {
 		return info, tailnet.ErrBrowserOnly
 	}

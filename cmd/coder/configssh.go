@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,8 +57,8 @@ func runConfigSSH(ctx context.Context, c *sdk.Client, co *clientOptions, o *conf
 	if bi.BrowserOnly {
 		return tailnet.ErrBrowserOnly
 	}
-	var ws []sdk.Workspace
-	if err := c.Request(ctx, http.MethodGet, "/api/v2/workspaces", nil, &ws); err != nil {
+	ws, err := c.ListWorkspaces(ctx, false)
+	if err != nil {
 		return err
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i].Name < ws[j].Name })

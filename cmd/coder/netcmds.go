@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"tailscale.com/net/speedtest"
-	"tailscale.com/tailcfg"
 
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
@@ -197,8 +195,8 @@ func newNetcheckCmd() *cobra.Command {
 		Short: "Check what your network allows: UDP, IPv4/IPv6, and the latency to each DERP region (JSON)",
 		Args:  cobra.NoArgs,
 	}, false, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-		var dm tailcfg.DERPMap
-		if err := c.Request(ctx, http.MethodGet, "/api/v2/derp-map", nil, &dm); err != nil {
+		dm, err := c.DERPMap(ctx)
+		if err != nil {
 			return err
 		}
 		if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String()}); err != nil {
@@ -206,7 +204,7 @@ func newNetcheckCmd() *cobra.Command {
 		}
 		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		rep, err := tailnet.Netcheck(nctx, &dm)
+		rep, err := tailnet.Netcheck(nctx, dm)
 		if err != nil {
 			return fmt.Errorf("netcheck: %w", err)
 		}
