@@ -54,6 +54,13 @@ func StatusCode(err error) int {
 	return 0
 }
 
+// IsBrowserOnly tells whether err is an API refusal because the deployment
+// is browser-only (an *Error whose Code is [CodeBrowserOnly]).
+func IsBrowserOnly(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeBrowserOnly
+}
+
 // Request sends a JSON request and decodes a JSON response into out (when
 // out is not nil). A non-2xx status is returned as *Error.
 func (c *Client) Request(ctx context.Context, method, path string, in, out any) error {
@@ -239,7 +246,7 @@ func (c *Client) DERPMap(ctx context.Context) (*tailcfg.DERPMap, error) {
 
 // AgentConnection tells a CLI how to reach the agent with the given ID
 // over the tailnet. In browser-only mode the server refuses with an *Error
-// of status 409.
+// of status 409 for which [IsBrowserOnly] is true.
 func (c *Client) AgentConnection(ctx context.Context, agentID string) (AgentConnection, error) {
 	var info AgentConnection
 	err := c.Request(ctx, http.MethodGet, "/api/v2/workspaceagents/"+url.PathEscape(agentID)+"/connection", nil, &info)

@@ -74,7 +74,7 @@ func runConfigSSH(ctx context.Context, c *sdk.Client, co *clientOptions, o *conf
 	var hosts []sshHost
 	for _, w := range ws {
 		for i, ag := range w.Agents {
-			info, err := connectionInfo(ctx, c, ag.ID)
+			info, err := c.AgentConnection(ctx, ag.ID)
 			if err != nil {
 				return err
 			}
