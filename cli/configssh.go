@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -23,9 +23,9 @@ const (
 )
 
 type configSSHOptions struct {
-	File   stringValue
-	DryRun boolValue
-	Prefix stringValue
+	File   StringValue
+	DryRun BoolValue
+	Prefix StringValue
 }
 
 func newConfigSSHCmd() *cobra.Command {
@@ -41,11 +41,11 @@ func newConfigSSHCmd() *cobra.Command {
 		return tunnelError(runConfigSSH(ctx, c, co, &o))
 	})
 	home, _ := os.UserHomeDir()
-	optionSet{
+	OptionSet{
 		{Flag: "ssh-config-file", Env: "CODER_SSH_CONFIG_FILE", Default: filepath.Join(home, ".ssh", "config"), Value: &o.File, Description: "The SSH config file to write."},
 		{Flag: "dry-run", Short: "n", Env: "CODER_SSH_DRY_RUN", Value: &o.DryRun, Description: "Show the changes as a diff without writing them."},
 		{Flag: "ssh-host-prefix", Env: "CODER_CONFIGSSH_SSH_HOST_PREFIX", Default: "coder.", Value: &o.Prefix, Description: "Prefix of the Host entries."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 

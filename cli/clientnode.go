@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 func tunnelError(err error) error {
 	if errors.Is(err, tailnet.ErrBrowserOnly) || sdk.IsBrowserOnly(err) {
 		fmt.Fprintln(os.Stderr, sdk.BrowserOnlyMessage)
-		return &exitError{code: 1}
+		return &ExitError{Code: 1}
 	}
 	return err
 }
@@ -157,7 +157,7 @@ func cliLogger(verbose bool) *slog.Logger {
 	if !verbose {
 		return slog.New(slog.DiscardHandler)
 	}
-	return newLogger(os.Stderr, true)
+	return NewLogger(os.Stderr, true)
 }
 
 // pipeConns copies both ways between a and b until both directions end,

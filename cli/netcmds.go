@@ -1,12 +1,10 @@
-package main
+package cli
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"time"
 
@@ -18,8 +16,8 @@ import (
 )
 
 func newPingCmd() *cobra.Command {
-	var num intValue
-	var timeout, wait durationValue
+	var num IntValue
+	var timeout, wait DurationValue
 	cmd := apiCmd(&cobra.Command{
 		Use:   "ping <workspace>",
 		Short: "Ping a workspace's agent over the tailnet, and tell whether the connection is direct (p2p) or relayed",
@@ -67,7 +65,7 @@ func newPingCmd() *cobra.Command {
 		switch {
 		case got == 0:
 			fmt.Println("✘ No pongs: the agent is on the tailnet but does not answer. Check the agent's logs.")
-			return &exitError{code: 1}
+			return &ExitError{Code: 1}
 		case last.Direct:
 			fmt.Println("✔ You are connected directly (p2p)")
 		default:
@@ -81,11 +79,11 @@ func newPingCmd() *cobra.Command {
 		}
 		return nil
 	})
-	optionSet{
+	OptionSet{
 		{Flag: "num", Short: "n", Default: "5", Value: &num, Description: "Number of pings."},
 		{Flag: "timeout", Short: "t", Default: "5s", Value: &timeout, Description: "Time to wait for each pong."},
 		{Flag: "wait", Default: "1s", Value: &wait, Description: "Time between pings."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 
@@ -99,8 +97,8 @@ type speedtestResult struct {
 }
 
 func newSpeedtestCmd() *cobra.Command {
-	var duration durationValue
-	direction := enumValue{choices: []string{"down", "up"}}
+	var duration DurationValue
+	direction := EnumValue{choices: []string{"down", "up"}}
 	cmd := apiCmd(&cobra.Command{
 		Use:   "speedtest <workspace>",
 		Short: "Measure throughput between you and a workspace over the tailnet",
@@ -148,10 +146,10 @@ func newSpeedtestCmd() *cobra.Command {
 		printTable(os.Stdout, []string{"interval", "transfer", "bandwidth"}, rows)
 		return nil
 	})
-	optionSet{
+	OptionSet{
 		{Flag: "time", Short: "t", Default: "5s", Value: &duration, Description: "How long the test runs (5s to 30s)."},
 		{Flag: "direction", Short: "d", Default: "down", Value: &direction, Description: "down (workspace to you) or up."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 
@@ -210,21 +208,6 @@ func newNetcheckCmd() *cobra.Command {
 		}
 		return printJSON(os.Stdout, rep)
 	})
-}
-
-// serverForcesWebsockets asks the server whether DERP must go over
-// websockets. Tailscale's knobs are set once per process, so the agent asks
-// before its node starts; a server that does not answer within 5 s is taken
-// to say no (the agent logs it).
-func serverForcesWebsockets(ctx context.Context, u *url.URL, logger *slog.Logger) bool {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	bi, err := (&sdk.Client{URL: u}).BuildInfo(ctx)
-	if err != nil {
-		logger.Warn("could not ask the server whether DERP needs websockets; assuming not", "err", err)
-		return false
-	}
-	return bi.DERPForceWebsockets
 }
 
 // agentName names the agent of w at addr.
