@@ -230,7 +230,7 @@ func (a *API) janitor() {
 		if err := a.db.DeleteExpiredAPIKeys(a.ctx); err != nil && a.ctx.Err() == nil {
 			a.logger.Warn("delete expired api keys", "err", err)
 		}
-		if _, err := a.db.Pool.Exec(a.ctx, `DELETE FROM sessions WHERE expiry < now()`); err != nil && a.ctx.Err() == nil {
+		if err := a.db.DeleteExpiredSessions(a.ctx); err != nil && a.ctx.Err() == nil {
 			a.logger.Warn("delete expired sessions", "err", err)
 		}
 		select {

@@ -11,8 +11,8 @@ import (
 )
 
 // errBrowserOnly is the API's answer to a CLI tunnel in browser-only mode,
-// with Coder's wording.
-var errBrowserOnly = &HTTPError{Code: http.StatusConflict, Msg: tailnet.ErrBrowserOnly.Error()}
+// with Coder's wording and the code the CLI branches on.
+var errBrowserOnly = &HTTPError{Code: http.StatusConflict, Msg: sdk.BrowserOnlyMessage, APICode: sdk.CodeBrowserOnly}
 
 // agentSSHHostKey is the public half of the agent's host key, which is
 // derived from the token hash (sdk.AgentSSHHostKey), so the server knows it

@@ -78,8 +78,9 @@ func TestAgentConnection(t *testing.T) {
 }
 
 // TestAgentConnectionBrowserOnly: in browser-only mode the API answers 409
-// with Coder's message, and a client node's registration with a valid API
-// key is refused with the same message.
+// with Coder's message and the code sdk.CodeBrowserOnly, and a client
+// node's registration with a valid API key is refused with the same
+// message, which NewNode reports as tailnet.ErrBrowserOnly.
 func TestAgentConnectionBrowserOnly(t *testing.T) {
 	e := newTermEnv(t, func(o *testOptions) { o.browserOnly = true })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -89,8 +90,14 @@ func TestAgentConnectionBrowserOnly(t *testing.T) {
 	if sdk.StatusCode(err) != http.StatusConflict || !errors.As(err, &apiErr) || apiErr.Message != browserOnlyMsg {
 		t.Fatalf("connection in browser-only mode: %v, want 409 %q", err, browserOnlyMsg)
 	}
+	if apiErr.Code != sdk.CodeBrowserOnly || !sdk.IsBrowserOnly(err) {
+		t.Fatalf("connection in browser-only mode: code %q, want %q", apiErr.Code, sdk.CodeBrowserOnly)
+	}
+	if _, err := e.ts.Owner.Workspace(ctx, e.ws.Name); err != nil || sdk.IsBrowserOnly(err) {
+		t.Fatalf("workspace API in browser-only mode: %v", err)
+	}
 	_, err = tailnet.NewNode(ctx, tailnet.NodeOptions{Dir: t.TempDir(), ControlURL: e.ts.URL.String(), AuthKey: sdk.ClientAuthKey(e.ts.Owner.Token), Logger: testLogger(t)})
-	if err == nil || !strings.Contains(err.Error(), browserOnlyMsg) {
-		t.Fatalf("client node registration in browser-only mode: %v", err)
+	if err == nil || !strings.Contains(err.Error(), browserOnlyMsg) || !errors.Is(err, tailnet.ErrBrowserOnly) {
+		t.Fatalf("client node registration in browser-only mode: %v, want tailnet.ErrBrowserOnly", err)
 	}
 }

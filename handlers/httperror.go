@@ -16,8 +16,11 @@ import (
 // capitalised sentence that tells the user what to do; Err is logged, never
 // shown.
 type HTTPError struct {
-	Code        int
-	Msg         string
+	Code int
+	Msg  string
+	// APICode is the machine-readable sdk.Response.Code of an API error
+	// (for example sdk.CodeBrowserOnly); empty for most errors.
+	APICode     string
 	Validations []sdk.ValidationError
 	Err         error
 }
@@ -73,7 +76,7 @@ func (a *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		a.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)
 	}
 	if isAPI(r) {
-		writeJSON(w, he.Code, sdk.Response{Message: he.Msg, Validations: he.Validations})
+		writeJSON(w, he.Code, sdk.Response{Code: he.APICode, Message: he.Msg, Validations: he.Validations})
 		return
 	}
 	a.renderErrorPage(w, r, he)

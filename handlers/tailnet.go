@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
@@ -234,9 +233,9 @@ func (a *API) StartServerNode(ctx context.Context, dir string) error {
 // reach an agent.
 var errAgentUnreachable = &HTTPError{Code: http.StatusBadGateway, Msg: "The workspace agent is not reachable. Is the workspace running? Check the agent's status on the workspace page."}
 
-// DialAgent dials a TCP port of an agent over the tailnet, waiting up to
-// 15 s for the agent to appear in the server node's netmap and answer a
-// disco ping (see tailnet.Node.AwaitReachable).
+// DialAgent dials a TCP port of an agent over the tailnet with
+// [tailnet.Node.DialAgent], which waits for the agent to be reachable
+// first.
 func (a *API) DialAgent(ctx context.Context, agentID string, port uint16) (net.Conn, error) {
 	a.node.mu.Lock()
 	n := a.node.node
@@ -244,19 +243,11 @@ func (a *API) DialAgent(ctx context.Context, agentID string, port uint16) (net.C
 	if n == nil {
 		return nil, errors.New("dial agent: the server's tailnet node is not running")
 	}
-	addr := tailnet.AddrOf(tailnet.KindAgent, agentID)
-	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := n.WaitForPeer(wctx, addr); err != nil {
+	c, err := n.DialAgent(ctx, tailnet.AddrOf(tailnet.KindAgent, agentID), port, sdk.AgentServicePort(port))
+	if err != nil {
 		return nil, fmt.Errorf("dial agent %s: %w", agentID, err)
 	}
-	if err := n.AwaitReachable(wctx, addr); err != nil {
-		return nil, fmt.Errorf("dial agent %s: %w", agentID, err)
-	}
-	if sdk.AgentServicePort(port) {
-		return n.DialService(ctx, addr, port)
-	}
-	return n.Dial(ctx, addr, port)
+	return c, nil
 }
 
 func constantTimeEqual(a, b string) bool {

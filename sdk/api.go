@@ -10,6 +10,10 @@ const SessionTokenHeader = "Coder-Session-Token"
 
 // Response is the body of every API error (and of some successes).
 type Response struct {
+	// Code, when set, says in a machine-readable way why the request was
+	// refused (for example [CodeBrowserOnly]); clients branch on it, never
+	// on Message.
+	Code    string `json:"code,omitempty"`
 	Message string `json:"message"`
 	Detail  string `json:"detail,omitempty"`
 	// Validations name the fields that are wrong, when there are any.
@@ -177,6 +181,11 @@ func AgentServicePort(port uint16) bool {
 // BrowserOnlyMessage is what every non-browser tunnel gets in browser-only
 // mode (Coder's wording).
 const BrowserOnlyMessage = "Non-browser connections are disabled for your deployment."
+
+// CodeBrowserOnly is the [Response.Code] of an API refusal because the
+// deployment is browser-only (--browser-only): the CLI cannot tunnel to
+// agents. Test for it with [IsBrowserOnly].
+const CodeBrowserOnly = "browser_only"
 
 // FormatLatency renders a round-trip time as `coder ping` and the
 // dashboard show it: 0.31ms below 10 ms, whole milliseconds above.

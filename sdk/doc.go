@@ -2,6 +2,6 @@
 // wire: the JSON API types, an HTTP client for them, the template file
 // format and name rules.
 //
-// It is a capability package: it never imports store, web, static,
-// handlers or cmd.
+// It is a leaf: it imports no package of this module (deps_test.go), so
+// that the server, the CLI and the agent can all link it.
 package sdk

@@ -68,7 +68,9 @@ type Authenticator interface {
 // ErrBrowserOnly refuses a client registration while the deployment only
 // allows browser connections. The Authenticator may return an error
 // wrapping it; [Server.SetBrowserOnly] makes the server refuse clients with
-// it by itself.
+// it by itself. Its text travels in the control protocol's
+// RegisterResponse.Error (tailscale's wire format has no code), and
+// [NewNode] turns that text back into an error wrapping it.
 var ErrBrowserOnly = errors.New("Non-browser connections are disabled for your deployment.")
 
 // ErrNodeNotFound is returned by [NodeStore.GetNode] when the key is unknown.

@@ -121,7 +121,8 @@ type Node struct {
 
 // NewNode starts a node and brings it up with ctx: it returns once the
 // control server accepted the node, or with the control server's refusal
-// (for example [ErrBrowserOnly]'s message). The caller must Close the node.
+// (an error wrapping [ErrBrowserOnly] in browser-only mode). The caller
+// must Close the node.
 // Up does not prove DERP or peer connectivity; use [Node.WaitForPeer].
 func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
 	if o.ControlURL == "" {
@@ -157,7 +158,7 @@ func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
 	st, err := n.ts.Up(ctx)
 	if err != nil {
 		n.Close()
-		return nil, fmt.Errorf("tailnet: new node: %w", err)
+		return nil, fmt.Errorf("tailnet: new node: %w", registrationError(err))
 	}
 	for _, a := range st.TailscaleIPs {
 		if a.Is6() {
@@ -179,6 +180,16 @@ func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// registrationError maps the control server's refusal, which tsnet
+// reports as text, back to [ErrBrowserOnly]: the one place that matches
+// the RegisterResponse.Error the server writes from that sentinel.
+func registrationError(err error) error {
+	if strings.Contains(err.Error(), ErrBrowserOnly.Error()) {
+		return ErrBrowserOnly
+	}
+	return err
 }
 
 // capTCPBuffers sets the range of the userspace stack's TCP buffers, so
@@ -447,6 +458,54 @@ func (n *Node) netmapPeers(ctx context.Context) (map[netip.Addr]Peer, error) {
 		}
 		return out, nil
 	}
+}
+
+// DialAgent is the one way to reach a port of an agent (or any peer) over
+// the tailnet, for the server's node and the CLI's alike. It waits up to
+// [ReachTimeout] (or until ctx ends) for addr to be reachable, as
+// [Node.Reach] does, then dials port with [Node.Dial], which refuses an
+// address that is not a peer in the node's netmap (tsnet would dial it on
+// the host network). With service set, port is one the peer serves as
+// soon as it has joined (an agent's SSH, terminal or speedtest port) and
+// a refusal is retried as [Node.DialService] does; a workspace port that
+// nothing listens on is refused at once. The caller must close the
+// connection.
+func (n *Node) DialAgent(ctx context.Context, addr netip.Addr, port uint16, service bool) (net.Conn, error) {
+	rctx, cancel := context.WithTimeout(ctx, ReachTimeout)
+	err := n.Reach(rctx, addr)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("dial agent %s: %w", addr, err)
+	}
+	if service {
+		return n.DialService(ctx, addr, port)
+	}
+	return n.Dial(ctx, addr, port)
+}
+
+// ReachTimeout bounds how long [Node.DialAgent] waits for a peer to be
+// reachable.
+const ReachTimeout = 15 * time.Second
+
+// Reach waits until addr is an online peer in the node's netmap
+// ([Node.WaitForPeer]) and answers a disco ping ([Node.AwaitReachable]),
+// or ctx ends. When ctx ends first and addr is not a peer at all, the
+// error wraps [ErrNotPeer].
+func (n *Node) Reach(ctx context.Context, addr netip.Addr) error {
+	err := n.WaitForPeer(ctx, addr)
+	if err == nil {
+		err = n.AwaitReachable(ctx, addr)
+	}
+	if err == nil {
+		return nil
+	}
+	// Say whether the peer is offline or not ours to see at all.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if perr := n.checkPeer(cctx, addr); errors.Is(perr, ErrNotPeer) {
+		return fmt.Errorf("reach: %w", perr)
+	}
+	return err
 }
 
 // WaitForPeer polls until addr is an online peer in the node's netmap, or

@@ -299,3 +299,62 @@ func TestAwaitReachable(t *testing.T) {
 		t.Fatalf("await alice's agent from bob's client: %v, want ErrNotPeer", err)
 	}
 }
+
+// TestDialAgent: the one call that reaches an agent dials a node that has
+// just joined at the first try, and never dials an address that is not a
+// peer: not another user's agent, and not the host network (tsnet would
+// dial an address outside the netmap there).
+func TestDialAgent(t *testing.T) {
+	t.Parallel()
+	h := tailnettest.New(t, tailnettest.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	srv := h.StartNode(t, serverIdentity)
+	agent := h.StartNode(t, agentID("alice", "dev"))
+	serveEcho(t, agent, echoPort)
+	c, err := srv.DialAgent(ctx, agent.Addr(), echoPort, false)
+	if err != nil {
+		t.Fatalf("dial a new agent from the server's node: %v", err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "hello tailnet\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "hello tailnet\n" {
+		t.Fatalf("echo over DialAgent: %q, %v", line, err)
+	}
+	c.Close()
+
+	// A refused workspace port fails at once rather than being retried.
+	if c, err := srv.DialAgent(ctx, agent.Addr(), echoPort+1, false); !tailnet.IsRefused(err) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("dial a port nobody listens on: %v, want a refusal", err)
+	}
+
+	bob := h.StartNode(t, clientID("bob"))
+	bctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := bob.DialAgent(bctx, agent.Addr(), echoPort, false); !errors.Is(err, tailnet.ErrNotPeer) {
+		t.Fatalf("dial alice's agent from bob's client: %v, want ErrNotPeer", err)
+	}
+
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	hctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	hp := host.Addr().(*net.TCPAddr)
+	if _, err := srv.DialAgent(hctx, netip.MustParseAddr("127.0.0.1"), uint16(hp.Port), false); !errors.Is(err, tailnet.ErrNotPeer) {
+		t.Fatalf("dial a host address: %v, want ErrNotPeer", err)
+	}
+	// Nothing reached the host listener: a connection would be waiting in
+	// its backlog.
+	host.(*net.TCPListener).SetDeadline(time.Now())
+	if hc, err := host.Accept(); err == nil {
+		hc.Close()
+		t.Fatal("DialAgent reached the host network")
+	}
+}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -10,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatewaydev/coder/agent"
+	"github.com/gatewaydev/coder/cli"
+	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 )
 
@@ -45,8 +50,8 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run the workspace agent (inside a workspace)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.URL.u == nil {
-				return errMissing("agent-url", "CODER_AGENT_URL")
+			if o.URL.URL() == nil {
+				return cli.MissingFlag("agent-url", "CODER_AGENT_URL")
 			}
 			token, err := agentToken(string(o.Token), string(o.TokenFile))
 			if err != nil {
@@ -59,23 +64,23 @@ func newAgentCmd() *cobra.Command {
 			// Tailscale's knobs are process-wide: set before the agent's node
 			// starts (no log upload, no port mapping, DERP over plain HTTP for
 			// an http:// server).
-			if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: o.URL.u.String(),
-				DERPForceWebsockets: serverForcesWebsockets(cmd.Context(), o.URL.u, logger)}); err != nil {
+			if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: o.URL.URL().String(),
+				DERPForceWebsockets: serverForcesWebsockets(cmd.Context(), o.URL.URL(), logger)}); err != nil {
 				return err
 			}
-			a, err := agent.New(agent.Options{URL: o.URL.u, Token: token, Logger: logger, Version: version, Directory: string(o.Directory),
+			a, err := agent.New(agent.Options{URL: o.URL.URL(), Token: token, Logger: logger, Version: version, Directory: string(o.Directory),
 				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer), MaxTerminalSessions: int(o.MaxSessions)})
 			if err != nil {
 				return err
 			}
-			logger.Info("agent starting", "url", o.URL.u.Redacted(), "version", version)
+			logger.Info("agent starting", "url", o.URL.URL().Redacted(), "version", version)
 			go tailnet.NewTrimmer(tailnet.TrimOptions{Logger: logger.With("component", "memory")}).Run(cmd.Context())
 			<-cmd.Context().Done()
 			logger.Info("agent stopping")
 			return a.Close()
 		},
 	}
-	opts.register(cmd)
+	opts.Register(cmd)
 	return cmd
 }
 
@@ -99,4 +104,19 @@ func agentToken(token, file string) (string, error) {
 		return "", fmt.Errorf("the agent token file %s ($CODER_AGENT_TOKEN_FILE) is empty: write the workspace agent's token into it", file)
 	}
 	return t, nil
+}
+
+// serverForcesWebsockets asks the server whether DERP must go over
+// websockets. Tailscale's knobs are set once per process, so the agent asks
+// before its node starts; a server that does not answer within 5 s is taken
+// to say no (the agent logs it).
+func serverForcesWebsockets(ctx context.Context, u *url.URL, logger *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	bi, err := (&sdk.Client{URL: u}).BuildInfo(ctx)
+	if err != nil {
+		logger.Warn("could not ask the server whether DERP needs websockets; assuming not", "err", err)
+		return false
+	}
+	return bi.DERPForceWebsockets
 }

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gatewaydev/coder/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -26,17 +28,11 @@ func main() {
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		var ee *exitError
+		var ee *cli.ExitError
 		if errors.As(err, &ee) {
-			os.Exit(ee.code)
+			os.Exit(ee.Code)
 		}
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
-
-// exitError ends the process with a code and no message (the command
-// already printed what the user needs).
-type exitError struct{ code int }
-
-func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
-
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
+
+	"github.com/gatewaydev/coder/cli"
 )
 
 func newRootCmd() *cobra.Command {
@@ -20,82 +14,25 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(
-		newServerCmd(),
-		newAgentCmd(),
-		newLoginCmd(),
-		newLogoutCmd(),
-		newWhoamiCmd(),
-		newUsersCmd(),
-		newTemplatesCmd(),
-		newCreateCmd(),
-		newListCmd(),
-		newTransitionCmd("start", "Start a workspace's agents"),
-		newTransitionCmd("stop", "Stop a workspace's agents"),
-		newDeleteCmd(),
-		newVersionCmd(),
-		newPingCmd(),
-		newSpeedtestCmd(),
-		newNetcheckCmd(),
-		newSSHCmd(),
-		newConfigSSHCmd(),
-		newPortForwardCmd(),
-	)
-	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(newServerCmd(), newAgentCmd())
+	root.AddCommand(cli.Commands(version)...)
+	root.SetFlagErrorFunc(cli.FlagError)
 	return root
 }
 
-// flagError makes a bad flag value a one-line error that names the flag and
-// its environment variable.
-func flagError(cmd *cobra.Command, err error) error {
-	msg := err.Error()
-	var name string
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if strings.Contains(msg, `"--`+f.Name+`"`) || strings.Contains(msg, "--"+f.Name+" ") || strings.HasSuffix(msg, "--"+f.Name) {
-			name = f.Name
-			if i := strings.Index(f.Usage, "[$"); i >= 0 {
-				name += " / " + strings.Trim(f.Usage[i:], "[]")
-			}
-		}
-	})
-	if name != "" {
-		if _, after, ok := strings.Cut(msg, "flag: "); ok {
-			msg = after
-		}
-		return fmt.Errorf("invalid value for --%s: %s (see coder %s --help)", name, msg, cmd.Name())
-	}
-	return fmt.Errorf("%s (see coder %s --help)", msg, cmd.Name())
-}
+// The option table lives in package cli, which every command shares.
+type (
+	option        = cli.Option
+	optionSet     = cli.OptionSet
+	stringValue   = cli.StringValue
+	boolValue     = cli.BoolValue
+	durationValue = cli.DurationValue
+	intValue      = cli.IntValue
+	sizeValue     = cli.SizeValue
+	urlValue      = cli.URLValue
+)
 
-// defaultConfigDir is $CODER_CONFIG_DIR, or coderv2 under the user's
-// config directory.
-func defaultConfigDir() string {
-	if d := os.Getenv("CODER_CONFIG_DIR"); d != "" {
-		return d
-	}
-	base, err := os.UserConfigDir()
-	if err != nil {
-		base = filepath.Join(os.TempDir(), "coder-config")
-	}
-	return filepath.Join(base, "coderv2")
-}
-
-func newLogger(w io.Writer, verbose bool) *slog.Logger {
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Show the version of this binary",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "Coder %s\n", version)
-			return nil
-		},
-	}
-}
+var (
+	newLogger        = cli.NewLogger
+	defaultConfigDir = cli.DefaultConfigDir
+)

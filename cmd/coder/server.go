@@ -134,7 +134,7 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			logger := newLogger(cmd.ErrOrStderr(), bool(o.Verbose))
-			logger.Info("starting coder server", append([]any{"version", version}, opts.nonDefault()...)...)
+			logger.Info("starting coder server", append([]any{"version", version}, opts.NonDefault()...)...)
 			if cmd.Flags().Changed("postgres-url") {
 				// /proc/<pid>/cmdline is world-readable: every local account,
 				// workspace accounts included, could read the password.
@@ -143,7 +143,7 @@ func newServerCmd() *cobra.Command {
 			return runServer(cmd.Context(), &o, logger, cmd.OutOrStdout())
 		},
 	}
-	opts.register(cmd)
+	opts.Register(cmd)
 	return cmd
 }
 
@@ -251,7 +251,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 		}
 		defer tlsLn.Close()
 	}
-	accessURL := o.AccessURL.u
+	accessURL := o.AccessURL.URL()
 	if accessURL == nil {
 		accessURL = defaultAccessURL(httpLn, tlsLn)
 	}

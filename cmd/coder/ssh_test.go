@@ -305,7 +305,7 @@ func TestBrowserOnly(t *testing.T) {
 	c := &sdk.Client{URL: mustParseURL(t, e.srv.URL), Token: token}
 	var apiErr *sdk.Error
 	err = c.Request(ctx, http.MethodGet, "/api/v2/workspaceagents/"+ag.ID+"/connection", nil, nil)
-	if sdk.StatusCode(err) != http.StatusConflict || !asSDKError(err, &apiErr) || apiErr.Message != browserOnlyMsg {
+	if sdk.StatusCode(err) != http.StatusConflict || !asSDKError(err, &apiErr) || apiErr.Message != browserOnlyMsg || apiErr.Code != sdk.CodeBrowserOnly {
 		t.Errorf("connection API in browser-only mode: %v", err)
 	}
 	// A hand-made control-protocol registration with a valid API key.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -11,10 +11,10 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// option is one row of a command's option table: a flag, its CODER_*
+// Option is one row of a command's option table: a flag, its CODER_*
 // environment variable and its default. Precedence: flag, then
 // environment, then default.
-type option struct {
+type Option struct {
 	Flag        string
 	Short       string
 	Env         string
@@ -26,13 +26,13 @@ type option struct {
 	Hidden bool
 }
 
-// optionSet is a command's option table.
-type optionSet []*option
+// OptionSet is a command's option table.
+type OptionSet []*Option
 
-// register adds the options to cmd's flags, with the environment variable
+// Register adds the options to cmd's flags, with the environment variable
 // in each flag's help, and arranges for the environment to be read before
 // the command runs.
-func (os_ optionSet) register(cmd *cobra.Command) {
+func (os_ OptionSet) Register(cmd *cobra.Command) {
 	for _, o := range os_ {
 		if o.Env == "" {
 			// Every flag has its environment variable.
@@ -68,7 +68,7 @@ func (os_ optionSet) register(cmd *cobra.Command) {
 
 // applyEnv sets every option not given as a flag from its environment
 // variable. A bad value is an error naming both.
-func (os_ optionSet) applyEnv(fs *pflag.FlagSet) error {
+func (os_ OptionSet) applyEnv(fs *pflag.FlagSet) error {
 	for _, o := range os_ {
 		if o.Env == "" || fs.Changed(o.Flag) {
 			continue
@@ -84,9 +84,9 @@ func (os_ optionSet) applyEnv(fs *pflag.FlagSet) error {
 	return nil
 }
 
-// nonDefault lists the options whose value differs from the default, for
+// NonDefault lists the options whose value differs from the default, for
 // the start-up log; secrets are redacted.
-func (os_ optionSet) nonDefault() []any {
+func (os_ OptionSet) NonDefault() []any {
 	var out []any
 	for _, o := range os_ {
 		v := o.Value.String()
@@ -101,17 +101,20 @@ func (os_ optionSet) nonDefault() []any {
 	return out
 }
 
-// Typed values.
+// Typed values: each is a pflag.Value whose zero value is the empty or
+// zero setting.
 
-type stringValue string
+// StringValue is any string.
+type StringValue string
 
-func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
-func (s *stringValue) String() string     { return string(*s) }
-func (s *stringValue) Type() string       { return "string" }
+func (s *StringValue) Set(v string) error { *s = StringValue(v); return nil }
+func (s *StringValue) String() string     { return string(*s) }
+func (s *StringValue) Type() string       { return "string" }
 
-type boolValue bool
+// BoolValue accepts true/false, 1/0, yes/no and on/off.
+type BoolValue bool
 
-func (b *boolValue) Set(v string) error {
+func (b *BoolValue) Set(v string) error {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "true", "1", "yes", "on":
 		*b = true
@@ -122,12 +125,13 @@ func (b *boolValue) Set(v string) error {
 	}
 	return nil
 }
-func (b *boolValue) String() string { return fmt.Sprint(bool(*b)) }
-func (b *boolValue) Type() string   { return "bool" }
+func (b *BoolValue) String() string { return fmt.Sprint(bool(*b)) }
+func (b *BoolValue) Type() string   { return "bool" }
 
-type durationValue time.Duration
+// DurationValue is a non-negative duration like 30s or 5m.
+type DurationValue time.Duration
 
-func (d *durationValue) Set(v string) error {
+func (d *DurationValue) Set(v string) error {
 	x, err := time.ParseDuration(v)
 	if err != nil {
 		return fmt.Errorf("must be a duration like 30s or 5m")
@@ -135,29 +139,30 @@ func (d *durationValue) Set(v string) error {
 	if x < 0 {
 		return fmt.Errorf("must not be negative")
 	}
-	*d = durationValue(x)
+	*d = DurationValue(x)
 	return nil
 }
-func (d *durationValue) String() string { return time.Duration(*d).String() }
-func (d *durationValue) Type() string   { return "duration" }
+func (d *DurationValue) String() string { return time.Duration(*d).String() }
+func (d *DurationValue) Type() string   { return "duration" }
 
-type intValue int
+// IntValue is a whole number.
+type IntValue int
 
-func (i *intValue) Set(v string) error {
+func (i *IntValue) Set(v string) error {
 	var x int
 	if _, err := fmt.Sscan(v, &x); err != nil || fmt.Sprint(x) != strings.TrimSpace(v) {
 		return fmt.Errorf("must be a whole number")
 	}
-	*i = intValue(x)
+	*i = IntValue(x)
 	return nil
 }
-func (i *intValue) String() string { return fmt.Sprint(int(*i)) }
-func (i *intValue) Type() string   { return "int" }
+func (i *IntValue) String() string { return fmt.Sprint(int(*i)) }
+func (i *IntValue) Type() string   { return "int" }
 
-// sizeValue is a byte size: a number with an optional KiB, MiB or GiB.
-type sizeValue int
+// SizeValue is a byte size: a number with an optional KiB, MiB or GiB.
+type SizeValue int
 
-func (v *sizeValue) Set(s string) error {
+func (v *SizeValue) Set(s string) error {
 	t := strings.TrimSpace(s)
 	mult := 1
 	for _, u := range []struct {
@@ -173,10 +178,10 @@ func (v *sizeValue) Set(s string) error {
 	if _, err := fmt.Sscan(t, &n); err != nil || fmt.Sprint(n) != t || n < 0 {
 		return fmt.Errorf("must be a size like 512KiB or 4MiB")
 	}
-	*v = sizeValue(n * mult)
+	*v = SizeValue(n * mult)
 	return nil
 }
-func (v *sizeValue) String() string {
+func (v *SizeValue) String() string {
 	switch n := int(*v); {
 	case n != 0 && n%(1<<20) == 0:
 		return fmt.Sprintf("%dMiB", n>>20)
@@ -186,12 +191,12 @@ func (v *sizeValue) String() string {
 		return fmt.Sprint(n)
 	}
 }
-func (v *sizeValue) Type() string { return "size" }
+func (v *SizeValue) Type() string { return "size" }
 
-// urlValue accepts an empty string or an absolute http(s) URL.
-type urlValue struct{ u *url.URL }
+// URLValue accepts an empty string or an absolute http(s) URL.
+type URLValue struct{ u *url.URL }
 
-func (u *urlValue) Set(v string) error {
+func (u *URLValue) Set(v string) error {
 	if v == "" {
 		u.u = nil
 		return nil
@@ -203,21 +208,24 @@ func (u *urlValue) Set(v string) error {
 	u.u = p
 	return nil
 }
-func (u *urlValue) String() string {
+func (u *URLValue) String() string {
 	if u.u == nil {
 		return ""
 	}
 	return u.u.String()
 }
-func (u *urlValue) Type() string { return "url" }
+func (u *URLValue) Type() string { return "url" }
 
-// enumValue accepts one of a fixed set of words.
-type enumValue struct {
+// URL returns the URL, or nil when it is not set.
+func (u *URLValue) URL() *url.URL { return u.u }
+
+// EnumValue accepts one of a fixed set of words.
+type EnumValue struct {
 	v       string
 	choices []string
 }
 
-func (e *enumValue) Set(v string) error {
+func (e *EnumValue) Set(v string) error {
 	for _, c := range e.choices {
 		if v == c {
 			e.v = v
@@ -226,5 +234,5 @@ func (e *enumValue) Set(v string) error {
 	}
 	return fmt.Errorf("must be one of %s", strings.Join(e.choices, ", "))
 }
-func (e *enumValue) String() string { return e.v }
-func (e *enumValue) Type() string   { return strings.Join(e.choices, "|") }
+func (e *EnumValue) String() string { return e.v }
+func (e *EnumValue) Type() string   { return strings.Join(e.choices, "|") }

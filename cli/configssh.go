@@ -1,11 +1,10 @@
-package main
+package cli
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,9 +23,9 @@ const (
 )
 
 type configSSHOptions struct {
-	File   stringValue
-	DryRun boolValue
-	Prefix stringValue
+	File   StringValue
+	DryRun BoolValue
+	Prefix StringValue
 }
 
 func newConfigSSHCmd() *cobra.Command {
@@ -42,11 +41,11 @@ func newConfigSSHCmd() *cobra.Command {
 		return tunnelError(runConfigSSH(ctx, c, co, &o))
 	})
 	home, _ := os.UserHomeDir()
-	optionSet{
+	OptionSet{
 		{Flag: "ssh-config-file", Env: "CODER_SSH_CONFIG_FILE", Default: filepath.Join(home, ".ssh", "config"), Value: &o.File, Description: "The SSH config file to write."},
 		{Flag: "dry-run", Short: "n", Env: "CODER_SSH_DRY_RUN", Value: &o.DryRun, Description: "Show the changes as a diff without writing them."},
 		{Flag: "ssh-host-prefix", Env: "CODER_CONFIGSSH_SSH_HOST_PREFIX", Default: "coder.", Value: &o.Prefix, Description: "Prefix of the Host entries."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 
@@ -58,8 +57,8 @@ func runConfigSSH(ctx context.Context, c *sdk.Client, co *clientOptions, o *conf
 	if bi.BrowserOnly {
 		return tailnet.ErrBrowserOnly
 	}
-	var ws []sdk.Workspace
-	if err := c.Request(ctx, http.MethodGet, "/api/v2/workspaces", nil, &ws); err != nil {
+	ws, err := c.ListWorkspaces(ctx, false)
+	if err != nil {
 		return err
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i].Name < ws[j].Name })
@@ -75,7 +74,7 @@ func runConfigSSH(ctx context.Context, c *sdk.Client, co *clientOptions, o *conf
 	var hosts []sshHost
 	for _, w := range ws {
 		for i, ag := range w.Agents {
-			info, err := connectionInfo(ctx, c, ag.ID)
+			info, err := c.AgentConnection(ctx, ag.ID)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -21,19 +20,15 @@ import (
 )
 
 // tunnelError turns the errors of a CLI tunnel into what the user sees:
-// browser-only mode prints Coder's message alone and exits 1.
+// browser-only mode (the API's sdk.CodeBrowserOnly or the control
+// server's tailnet.ErrBrowserOnly) prints Coder's message alone and exits
+// 1.
 func tunnelError(err error) error {
-	if err != nil && errors.Is(err, tailnet.ErrBrowserOnly) {
-		fmt.Fprintln(os.Stderr, tailnet.ErrBrowserOnly.Error())
-		return &exitError{code: 1}
+	if errors.Is(err, tailnet.ErrBrowserOnly) || sdk.IsBrowserOnly(err) {
+		fmt.Fprintln(os.Stderr, sdk.BrowserOnlyMessage)
+		return &ExitError{Code: 1}
 	}
 	return err
-}
-
-// isBrowserOnly tells whether an API or registration error is the
-// deployment refusing CLI tunnels.
-func isBrowserOnly(err error) bool {
-	return err != nil && strings.Contains(err.Error(), tailnet.ErrBrowserOnly.Error())
 }
 
 // resolveAgent finds the workspace and agent that "workspace[.agent]"
@@ -68,17 +63,6 @@ func resolveAgent(ctx context.Context, c *sdk.Client, target string) (sdk.Worksp
 	return ws, sdk.WorkspaceAgent{}, fmt.Errorf("workspace %q has no agent %q", ws.Name, agentName)
 }
 
-// connectionInfo asks the server how to reach an agent; in browser-only
-// mode it returns an error wrapping tailnet.ErrBrowserOnly.
-func connectionInfo(ctx context.Context, c *sdk.Client, agentID string) (sdk.AgentConnection, error) {
-	var info sdk.AgentConnection
-	err := c.Request(ctx, http.MethodGet, "/api/v2/workspaceagents/"+url.PathEscape(agentID)+"/connection", nil, &info)
-	if isBrowserOnly(err) {
-		return info, tailnet.ErrBrowserOnly
-	}
-	return info, err
-}
-
 // agentConn is the CLI's own tailnet node, connected to one agent.
 type agentConn struct {
 	node *tailnet.Node
@@ -98,7 +82,7 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 	if err != nil {
 		return nil, ws, err
 	}
-	info, err := connectionInfo(ctx, c, ag.ID)
+	info, err := c.AgentConnection(ctx, ag.ID)
 	if err != nil {
 		return nil, ws, err
 	}
@@ -123,18 +107,11 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 		Hostname: "coder-cli-" + host, ControlURL: c.URL.String(), AuthKey: sdk.ClientAuthKey(c.Token), Logger: logger,
 	})
 	if err != nil {
-		if isBrowserOnly(err) {
-			return nil, ws, tailnet.ErrBrowserOnly
-		}
 		return nil, ws, fmt.Errorf("join the tailnet: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	err = node.WaitForPeer(wctx, addr)
-	if err == nil {
-		err = node.AwaitReachable(wctx, addr)
-	}
-	if err != nil {
+	if err := node.Reach(wctx, addr); err != nil {
 		node.Close()
 		if ctx.Err() != nil {
 			return nil, ws, ctx.Err()
@@ -146,13 +123,11 @@ func dialAgent(ctx context.Context, c *sdk.Client, target string, logger *slog.L
 
 func (a *agentConn) Close() error { return a.node.Close() }
 
-// dial opens a TCP connection to port of the agent (waiting a moment for
-// the agent's own services of an agent that has just joined).
+// dial opens a TCP connection to port of the agent with
+// [tailnet.Node.DialAgent] (waiting a moment for the agent's own services
+// of an agent that has just joined).
 func (a *agentConn) dial(ctx context.Context, port uint16) (net.Conn, error) {
-	if sdk.AgentServicePort(port) {
-		return a.node.DialService(ctx, a.addr, port)
-	}
-	return a.node.Dial(ctx, a.addr, port)
+	return a.node.DialAgent(ctx, a.addr, port, sdk.AgentServicePort(port))
 }
 
 // sshClient opens an SSH connection to the agent, pinning the host key the
@@ -182,7 +157,7 @@ func cliLogger(verbose bool) *slog.Logger {
 	if !verbose {
 		return slog.New(slog.DiscardHandler)
 	}
-	return newLogger(os.Stderr, true)
+	return NewLogger(os.Stderr, true)
 }
 
 // pipeConns copies both ways between a and b until both directions end,

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 type portForwardOptions struct {
 	TCP     stringsValue
 	UDP     stringsValue
-	Verbose boolValue
+	Verbose BoolValue
 }
 
 func newPortForwardCmd() *cobra.Command {
@@ -39,11 +39,11 @@ func newPortForwardCmd() *cobra.Command {
 	}, false, func(ctx context.Context, c *sdk.Client, _ *clientOptions, args []string) error {
 		return tunnelError(runPortForward(ctx, c, &o, args[0]))
 	})
-	optionSet{
+	OptionSet{
 		{Flag: "tcp", Short: "p", Env: "CODER_PORT_FORWARD_TCP", Value: &o.TCP, Description: "Forward a TCP port: [ADDR:]LOCAL:REMOTE or PORT (repeatable)."},
 		{Flag: "udp", Env: "CODER_PORT_FORWARD_UDP", Value: &o.UDP, Description: "Forward a UDP port: [ADDR:]LOCAL:REMOTE or PORT (repeatable)."},
 		{Flag: "verbose", Short: "v", Env: "CODER_PORT_FORWARD_VERBOSE", Value: &o.Verbose, Description: "Log the tailnet connection to stderr."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -36,11 +36,11 @@ func (s *stringsValue) String() string { return "[" + strings.Join(*s, ",") + "]
 func (s *stringsValue) Type() string   { return "strings" }
 
 type sshOptions struct {
-	Stdio        boolValue
-	ForwardAgent boolValue
+	Stdio        BoolValue
+	ForwardAgent BoolValue
 	Remote       stringsValue
 	Local        stringsValue
-	Verbose      boolValue
+	Verbose      BoolValue
 }
 
 func newSSHCmd() *cobra.Command {
@@ -60,13 +60,13 @@ func newSSHCmd() *cobra.Command {
 		return tunnelError(runSSH(ctx, c, &o, args[0], command))
 	})
 	cmd.Flags().SetInterspersed(false)
-	optionSet{
+	OptionSet{
 		{Flag: "stdio", Env: "CODER_SSH_STDIO", Value: &o.Stdio, Description: "Pipe the SSH connection to stdin and stdout (for ssh's ProxyCommand); prints nothing else on stdout."},
 		{Flag: "forward-agent", Short: "A", Env: "CODER_SSH_FORWARD_AGENT", Value: &o.ForwardAgent, Description: "Forward your SSH agent ($SSH_AUTH_SOCK) to the workspace."},
 		{Flag: "remote-forward", Short: "R", Env: "CODER_SSH_REMOTE_FORWARD", Value: &o.Remote, Description: "Forward a port of the workspace to your machine: [bind:]REMOTE_PORT:HOST:LOCAL_PORT (repeatable)."},
 		{Flag: "local-forward", Short: "L", Env: "CODER_SSH_LOCAL_FORWARD", Value: &o.Local, Description: "Forward a port of your machine to the workspace: [bind:]LOCAL_PORT:HOST:REMOTE_PORT (repeatable)."},
 		{Flag: "verbose", Short: "v", Env: "CODER_SSH_VERBOSE", Value: &o.Verbose, Description: "Log the tailnet connection to stderr."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 
@@ -174,7 +174,7 @@ func runSSH(ctx context.Context, c *sdk.Client, o *sshOptions, target string, co
 	case err = <-done:
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGTERM)
-		return &exitError{code: 130}
+		return &ExitError{Code: 130}
 	}
 	var ee *ssh.ExitError
 	var missing *ssh.ExitMissingError
@@ -182,7 +182,7 @@ func runSSH(ctx context.Context, c *sdk.Client, o *sshOptions, target string, co
 	case err == nil:
 		return nil
 	case errors.As(err, &ee):
-		return &exitError{code: ee.ExitStatus()}
+		return &ExitError{Code: ee.ExitStatus()}
 	case errors.As(err, &missing):
 		return errors.New("the connection to the workspace closed without an exit status")
 	}

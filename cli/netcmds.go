@@ -1,27 +1,23 @@
-package main
+package cli
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"tailscale.com/net/speedtest"
-	"tailscale.com/tailcfg"
 
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 )
 
 func newPingCmd() *cobra.Command {
-	var num intValue
-	var timeout, wait durationValue
+	var num IntValue
+	var timeout, wait DurationValue
 	cmd := apiCmd(&cobra.Command{
 		Use:   "ping <workspace>",
 		Short: "Ping a workspace's agent over the tailnet, and tell whether the connection is direct (p2p) or relayed",
@@ -69,7 +65,7 @@ func newPingCmd() *cobra.Command {
 		switch {
 		case got == 0:
 			fmt.Println("✘ No pongs: the agent is on the tailnet but does not answer. Check the agent's logs.")
-			return &exitError{code: 1}
+			return &ExitError{Code: 1}
 		case last.Direct:
 			fmt.Println("✔ You are connected directly (p2p)")
 		default:
@@ -83,11 +79,11 @@ func newPingCmd() *cobra.Command {
 		}
 		return nil
 	})
-	optionSet{
+	OptionSet{
 		{Flag: "num", Short: "n", Default: "5", Value: &num, Description: "Number of pings."},
 		{Flag: "timeout", Short: "t", Default: "5s", Value: &timeout, Description: "Time to wait for each pong."},
 		{Flag: "wait", Default: "1s", Value: &wait, Description: "Time between pings."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 
@@ -101,8 +97,8 @@ type speedtestResult struct {
 }
 
 func newSpeedtestCmd() *cobra.Command {
-	var duration durationValue
-	direction := enumValue{choices: []string{"down", "up"}}
+	var duration DurationValue
+	direction := EnumValue{choices: []string{"down", "up"}}
 	cmd := apiCmd(&cobra.Command{
 		Use:   "speedtest <workspace>",
 		Short: "Measure throughput between you and a workspace over the tailnet",
@@ -150,10 +146,10 @@ func newSpeedtestCmd() *cobra.Command {
 		printTable(os.Stdout, []string{"interval", "transfer", "bandwidth"}, rows)
 		return nil
 	})
-	optionSet{
+	OptionSet{
 		{Flag: "time", Short: "t", Default: "5s", Value: &duration, Description: "How long the test runs (5s to 30s)."},
 		{Flag: "direction", Short: "d", Default: "down", Value: &direction, Description: "down (workspace to you) or up."},
-	}.register(cmd)
+	}.Register(cmd)
 	return cmd
 }
 
@@ -197,8 +193,8 @@ func newNetcheckCmd() *cobra.Command {
 		Short: "Check what your network allows: UDP, IPv4/IPv6, and the latency to each DERP region (JSON)",
 		Args:  cobra.NoArgs,
 	}, false, func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-		var dm tailcfg.DERPMap
-		if err := c.Request(ctx, http.MethodGet, "/api/v2/derp-map", nil, &dm); err != nil {
+		dm, err := c.DERPMap(ctx)
+		if err != nil {
 			return err
 		}
 		if err := tailnet.ConfigureProcess(tailnet.ProcessOptions{ControlURL: c.URL.String()}); err != nil {
@@ -206,27 +202,12 @@ func newNetcheckCmd() *cobra.Command {
 		}
 		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		rep, err := tailnet.Netcheck(nctx, &dm)
+		rep, err := tailnet.Netcheck(nctx, dm)
 		if err != nil {
 			return fmt.Errorf("netcheck: %w", err)
 		}
 		return printJSON(os.Stdout, rep)
 	})
-}
-
-// serverForcesWebsockets asks the server whether DERP must go over
-// websockets. Tailscale's knobs are set once per process, so the agent asks
-// before its node starts; a server that does not answer within 5 s is taken
-// to say no (the agent logs it).
-func serverForcesWebsockets(ctx context.Context, u *url.URL, logger *slog.Logger) bool {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	bi, err := (&sdk.Client{URL: u}).BuildInfo(ctx)
-	if err != nil {
-		logger.Warn("could not ask the server whether DERP needs websockets; assuming not", "err", err)
-		return false
-	}
-	return bi.DERPForceWebsockets
 }
 
 // agentName names the agent of w at addr.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -21,7 +21,8 @@ import (
 	"github.com/gatewaydev/coder/sdk"
 )
 
-func errMissing(flag, env string) error {
+// MissingFlag is the error for a required option that is not set.
+func MissingFlag(flag, env string) error {
 	return fmt.Errorf("--%s is required: set it or $%s", flag, env)
 }
 
@@ -43,21 +44,21 @@ func (c cliConfig) write(name, v string) error {
 
 // clientOptions are the options every API command shares.
 type clientOptions struct {
-	URL       urlValue
-	Token     stringValue
-	ConfigDir stringValue
-	Output    enumValue
+	URL       URLValue
+	Token     StringValue
+	ConfigDir StringValue
+	Output    EnumValue
 }
 
-func (o *clientOptions) table(withOutput bool) optionSet {
-	t := optionSet{
+func (o *clientOptions) table(withOutput bool) OptionSet {
+	t := OptionSet{
 		{Flag: "url", Env: "CODER_URL", Value: &o.URL, Description: "URL of the deployment (default: the one `coder login` saved)."},
 		{Flag: "token", Env: "CODER_SESSION_TOKEN", Value: &o.Token, Secret: true, Description: "Session token (default: the one `coder login` saved)."},
-		{Flag: "global-config", Env: "CODER_CONFIG_DIR", Default: defaultConfigDir(), Value: &o.ConfigDir, Description: "Directory of the CLI's saved session."},
+		{Flag: "global-config", Env: "CODER_CONFIG_DIR", Default: DefaultConfigDir(), Value: &o.ConfigDir, Description: "Directory of the CLI's saved session."},
 	}
 	if withOutput {
-		o.Output = enumValue{choices: []string{"table", "json"}}
-		t = append(t, &option{Flag: "output", Short: "o", Default: "table", Value: &o.Output, Description: "Output format: table or json."})
+		o.Output = EnumValue{choices: []string{"table", "json"}}
+		t = append(t, &Option{Flag: "output", Short: "o", Default: "table", Value: &o.Output, Description: "Output format: table or json."})
 	}
 	return t
 }
@@ -90,7 +91,7 @@ func (o *clientOptions) client() (*sdk.Client, error) {
 // apiCmd makes a command that talks to the API with the shared options.
 func apiCmd(cmd *cobra.Command, withOutput bool, run func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error) *cobra.Command {
 	o := &clientOptions{}
-	o.table(withOutput).register(cmd)
+	o.table(withOutput).Register(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		c, err := o.client()
 		if err != nil {
@@ -139,15 +140,15 @@ func promptSecret(in *bufio.Reader, out io.Writer, label string) (string, error)
 
 func newLoginCmd() *cobra.Command {
 	var o clientOptions
-	var useToken, firstUser, firstEmail, firstPassword, password, username stringValue
+	var useToken, firstUser, firstEmail, firstPassword, password, username StringValue
 	opts := o.table(false)
 	opts = append(opts,
-		&option{Flag: "use-token-as-session", Value: &useToken, Secret: true, Description: "Log in with this session token (from the /cli-auth page) instead of a password."},
-		&option{Flag: "username", Env: "CODER_USERNAME", Value: &username, Description: "Username or email to log in with (prompted when missing)."},
-		&option{Flag: "password", Env: "CODER_PASSWORD", Value: &password, Secret: true, Description: "Password to log in with (prompted when missing)."},
-		&option{Flag: "first-user-username", Env: "CODER_FIRST_USER_USERNAME", Value: &firstUser, Description: "On a new deployment, create the first (owner) user with this username."},
-		&option{Flag: "first-user-email", Env: "CODER_FIRST_USER_EMAIL", Value: &firstEmail, Description: "Email of the first user."},
-		&option{Flag: "first-user-password", Env: "CODER_FIRST_USER_PASSWORD", Value: &firstPassword, Secret: true, Description: "Password of the first user."},
+		&Option{Flag: "use-token-as-session", Value: &useToken, Secret: true, Description: "Log in with this session token (from the /cli-auth page) instead of a password."},
+		&Option{Flag: "username", Env: "CODER_USERNAME", Value: &username, Description: "Username or email to log in with (prompted when missing)."},
+		&Option{Flag: "password", Env: "CODER_PASSWORD", Value: &password, Secret: true, Description: "Password to log in with (prompted when missing)."},
+		&Option{Flag: "first-user-username", Env: "CODER_FIRST_USER_USERNAME", Value: &firstUser, Description: "On a new deployment, create the first (owner) user with this username."},
+		&Option{Flag: "first-user-email", Env: "CODER_FIRST_USER_EMAIL", Value: &firstEmail, Description: "Email of the first user."},
+		&Option{Flag: "first-user-password", Env: "CODER_FIRST_USER_PASSWORD", Value: &firstPassword, Secret: true, Description: "Password of the first user."},
 	)
 	cmd := &cobra.Command{
 		Use:   "login <url>",
@@ -161,7 +162,7 @@ func newLoginCmd() *cobra.Command {
 			in := bufio.NewReader(cmd.InOrStdin())
 			u := o.URL.u
 			if len(args) == 1 {
-				var v urlValue
+				var v URLValue
 				raw := args[0]
 				if !strings.Contains(raw, "://") {
 					raw = "https://" + raw
@@ -187,7 +188,7 @@ func newLoginCmd() *cobra.Command {
 				if email == "" {
 					email = string(firstUser) + "@example.com"
 				}
-				err := c.Request(ctx, http.MethodPost, "/api/v2/users/first", sdk.CreateFirstUserRequest{Username: string(firstUser), Email: email, Password: string(firstPassword)}, nil)
+				err := c.CreateFirstUser(ctx, sdk.CreateFirstUserRequest{Username: string(firstUser), Email: email, Password: string(firstPassword)})
 				switch {
 				case err == nil:
 					fmt.Fprintf(out, "Created the first user %q (owner).\n", firstUser)
@@ -209,7 +210,7 @@ func newLoginCmd() *cobra.Command {
 					} else if strings.Count(username_, "-") == 1 && len(username_) == 33 {
 						tok = username_
 					} else {
-						username = stringValue(username_)
+						username = StringValue(username_)
 					}
 				}
 				if tok == "" {
@@ -218,10 +219,10 @@ func newLoginCmd() *cobra.Command {
 						if p, err = promptSecret(in, out, "Password"); err != nil {
 							return err
 						}
-						password = stringValue(p)
+						password = StringValue(p)
 					}
-					var resp sdk.LoginResponse
-					if err := c.Request(ctx, http.MethodPost, "/api/v2/users/login", sdk.LoginRequest{Login: string(username), Password: string(password)}, &resp); err != nil {
+					resp, err := c.Login(ctx, sdk.LoginRequest{Login: string(username), Password: string(password)})
+					if err != nil {
 						return err
 					}
 					tok = resp.SessionToken
@@ -243,14 +244,14 @@ func newLoginCmd() *cobra.Command {
 			return nil
 		},
 	}
-	opts.register(cmd)
+	opts.Register(cmd)
 	return cmd
 }
 
 func newLogoutCmd() *cobra.Command {
 	return apiCmd(&cobra.Command{Use: "logout", Short: "Log out and forget the saved session", Args: cobra.NoArgs}, false,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			err := c.Request(ctx, http.MethodPost, "/api/v2/users/logout", nil, nil)
+			err := c.Logout(ctx)
 			if err != nil && sdk.StatusCode(err) != http.StatusUnauthorized {
 				return err
 			}
@@ -281,29 +282,29 @@ func newWhoamiCmd() *cobra.Command {
 
 func newUsersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage users (owner only)"}
-	var username, email, password, role stringValue
+	var username, email, password, role StringValue
 	create := apiCmd(&cobra.Command{Use: "create", Short: "Create a user", Args: cobra.NoArgs}, false,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
 			if username == "" || email == "" || password == "" {
 				return errors.New("--username, --email and --password are required")
 			}
-			var u sdk.User
-			if err := c.Request(ctx, http.MethodPost, "/api/v2/users", sdk.CreateUserRequest{Username: string(username), Email: string(email), Password: string(password), Role: string(role)}, &u); err != nil {
+			u, err := c.CreateUser(ctx, sdk.CreateUserRequest{Username: string(username), Email: string(email), Password: string(password), Role: string(role)})
+			if err != nil {
 				return err
 			}
 			fmt.Printf("Created user %q (%s).\n", u.Username, u.Role)
 			return nil
 		})
-	optionSet{
+	OptionSet{
 		{Flag: "username", Short: "u", Value: &username, Description: "Username (DNS-safe: lowercase letters, digits, hyphens)."},
 		{Flag: "email", Short: "e", Value: &email, Description: "Email address."},
 		{Flag: "password", Short: "p", Env: "CODER_NEW_USER_PASSWORD", Value: &password, Secret: true, Description: "Password (at least 8 characters)."},
 		{Flag: "role", Value: &role, Default: "member", Description: "member or owner."},
-	}.register(create)
+	}.Register(create)
 	list := apiCmd(&cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List users", Args: cobra.NoArgs}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			var us []sdk.User
-			if err := c.Request(ctx, http.MethodGet, "/api/v2/users", nil, &us); err != nil {
+			us, err := c.ListUsers(ctx)
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -322,7 +323,7 @@ func newUsersCmd() *cobra.Command {
 
 func newTemplatesCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "templates", Short: "Manage templates"}
-	var file stringValue
+	var file StringValue
 	push := apiCmd(&cobra.Command{Use: "push <name>", Short: "Create or update a template from a YAML file", Args: cobra.ExactArgs(1)}, false,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
 			if file == "" {
@@ -335,8 +336,8 @@ func newTemplatesCmd() *cobra.Command {
 			if _, err := sdk.ParseTemplate(src); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			var info sdk.TemplateInfo
-			if err := c.Request(ctx, http.MethodPut, "/api/v2/templates/"+url.PathEscape(args[0]), sdk.PushTemplateRequest{Source: string(src)}, &info); err != nil {
+			info, err := c.PushTemplate(ctx, args[0], sdk.PushTemplateRequest{Source: string(src)})
+			if err != nil {
 				return err
 			}
 			verb := "Updated"
@@ -346,11 +347,11 @@ func newTemplatesCmd() *cobra.Command {
 			fmt.Printf("%s template %q (%d agent(s), %s provisioner).\n", verb, info.Name, info.Agents, info.Provisioner)
 			return nil
 		})
-	optionSet{{Flag: "file", Short: "f", Value: &file, Description: "Template YAML file."}}.register(push)
+	OptionSet{{Flag: "file", Short: "f", Value: &file, Description: "Template YAML file."}}.Register(push)
 	list := apiCmd(&cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List templates", Args: cobra.NoArgs}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			var ts []sdk.TemplateInfo
-			if err := c.Request(ctx, http.MethodGet, "/api/v2/templates", nil, &ts); err != nil {
+			ts, err := c.ListTemplates(ctx)
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -368,14 +369,14 @@ func newTemplatesCmd() *cobra.Command {
 }
 
 func newCreateCmd() *cobra.Command {
-	var template stringValue
+	var template StringValue
 	cmd := apiCmd(&cobra.Command{Use: "create <name>", Short: "Create a workspace", Args: cobra.ExactArgs(1)}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
 			if template == "" {
 				return errors.New("--template (-t) is required; list templates with `coder templates list`")
 			}
-			var w sdk.Workspace
-			if err := c.Request(ctx, http.MethodPost, "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: args[0], Template: string(template)}, &w); err != nil {
+			w, err := c.CreateWorkspace(ctx, sdk.CreateWorkspaceRequest{Name: args[0], Template: string(template)})
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -390,20 +391,16 @@ func newCreateCmd() *cobra.Command {
 			fmt.Printf("\nOpen it: %s/@%s/%s\n", c.URL, w.OwnerName, w.Name)
 			return nil
 		})
-	optionSet{{Flag: "template", Short: "t", Env: "CODER_TEMPLATE_NAME", Value: &template, Description: "Template to create the workspace from."}}.register(cmd)
+	OptionSet{{Flag: "template", Short: "t", Env: "CODER_TEMPLATE_NAME", Value: &template, Description: "Template to create the workspace from."}}.Register(cmd)
 	return cmd
 }
 
 func newListCmd() *cobra.Command {
-	var all boolValue
+	var all BoolValue
 	cmd := apiCmd(&cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List workspaces", Args: cobra.NoArgs}, true,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
-			var ws []sdk.Workspace
-			path := "/api/v2/workspaces"
-			if all {
-				path += "?all=true"
-			}
-			if err := c.Request(ctx, http.MethodGet, path, nil, &ws); err != nil {
+			ws, err := c.ListWorkspaces(ctx, bool(all))
+			if err != nil {
 				return err
 			}
 			if o.Output.v == "json" {
@@ -426,7 +423,7 @@ func newListCmd() *cobra.Command {
 			printTable(os.Stdout, []string{"workspace", "template", "status", "agents connected", "last updated"}, rows)
 			return nil
 		})
-	optionSet{{Flag: "all", Short: "a", Value: &all, Description: "List every user's workspaces (owner only)."}}.register(cmd)
+	OptionSet{{Flag: "all", Short: "a", Value: &all, Description: "List every user's workspaces (owner only)."}}.Register(cmd)
 	return cmd
 }
 
@@ -437,7 +434,11 @@ func newTransitionCmd(action, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Request(ctx, http.MethodPost, "/api/v2/workspaces/"+w.ID+"/"+action, nil, &w); err != nil {
+			transition := c.StartWorkspace
+			if action == "stop" {
+				transition = c.StopWorkspace
+			}
+			if w, err = transition(ctx, w.ID); err != nil {
 				return err
 			}
 			fmt.Printf("Workspace %q: %s.\n", w.Name, w.Status)
@@ -446,7 +447,7 @@ func newTransitionCmd(action, short string) *cobra.Command {
 }
 
 func newDeleteCmd() *cobra.Command {
-	var yes boolValue
+	var yes BoolValue
 	cmd := apiCmd(&cobra.Command{Use: "delete <workspace>", Short: "Delete a workspace", Args: cobra.ExactArgs(1)}, false,
 		func(ctx context.Context, c *sdk.Client, o *clientOptions, args []string) error {
 			w, err := c.Workspace(ctx, args[0])
@@ -463,12 +464,12 @@ func newDeleteCmd() *cobra.Command {
 					return errors.New("not deleted: the name did not match")
 				}
 			}
-			if err := c.Request(ctx, http.MethodDelete, "/api/v2/workspaces/"+w.ID, nil, nil); err != nil {
+			if err := c.DeleteWorkspace(ctx, w.ID); err != nil {
 				return err
 			}
 			fmt.Printf("Workspace %q deleted.\n", w.Name)
 			return nil
 		})
-	optionSet{{Flag: "yes", Short: "y", Value: &yes, Description: "Do not ask for confirmation."}}.register(cmd)
+	OptionSet{{Flag: "yes", Short: "y", Value: &yes, Description: "Do not ask for confirmation."}}.Register(cmd)
 	return cmd
 }
