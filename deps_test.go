@@ -28,6 +28,8 @@ var importRules = []importRule{
 	{"tailnet", []string{"store", "web", "static", "handlers", "cmd", "apps", "terminal"}, "capabilities declare interfaces instead"},
 	{"sdk", []string{"store", "web", "static", "handlers", "cmd", "apps", "terminal", "tailnet", "agent", "wsproxy", "cli", "provision"}, "leaves import nothing of ours"},
 	{"store", []string{"web", "static", "handlers", "cmd", "apps", "terminal", "tailnet", "agent", "wsproxy"}, "leaves import nothing of ours"},
+	{"internal/userproc", []string{"store", "web", "static", "handlers", "cmd", "apps", "terminal", "tailnet", "agent", "wsproxy", "cli", "provision", "sdk"}, "helpers of the agent and provision import nothing of ours"},
+	{"internal/backoff", []string{"store", "web", "static", "handlers", "cmd", "apps", "terminal", "tailnet", "agent", "wsproxy", "cli", "provision", "sdk"}, "helpers of the agent and provision import nothing of ours"},
 	{"web", []string{"store", "static", "handlers", "cmd", "apps", "terminal", "tailnet", "agent", "wsproxy"}, "leaves import nothing of ours"},
 	{"static", []string{"store", "web", "handlers", "cmd", "apps", "terminal", "tailnet", "agent", "wsproxy"}, "leaves import nothing of ours"},
 }
