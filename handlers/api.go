@@ -93,6 +93,9 @@ type API struct {
 	serverSecret string
 	handler      http.Handler
 
+	// draining is closed by BeginShutdown: long-lived responses end.
+	draining  chan struct{}
+	drainOnce sync.Once
 	closeOnce sync.Once
 	closeMu   sync.Mutex
 	closing   bool
@@ -108,12 +111,13 @@ func New(opts Options) (*API, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &API{
-		opts:   opts,
-		db:     opts.DB,
-		logger: opts.Logger.With("component", "handlers"),
-		events: newBroker(),
-		ctx:    ctx,
-		cancel: cancel,
+		opts:     opts,
+		db:       opts.DB,
+		logger:   opts.Logger.With("component", "handlers"),
+		events:   newBroker(),
+		draining: make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
 	}
 	a.sessions = scs.New()
 	a.sessions.Store = pgxstore.NewWithCleanupInterval(opts.DB.Pool, 0)
@@ -180,6 +184,15 @@ func New(opts Options) (*API, error) {
 // Handler returns the root handler: routes behind request metrics, cross
 // origin protection and sessions.
 func (a *API) Handler() http.Handler { return a.handler }
+
+// BeginShutdown ends the responses that would otherwise hold a graceful
+// http.Server.Shutdown for its whole timeout: workspace event streams and
+// requests proxied to apps (new app requests then get 503). Call it just
+// before Shutdown; Close must still follow. It is idempotent.
+func (a *API) BeginShutdown() {
+	a.drainOnce.Do(func() { close(a.draining) })
+	a.front.Close()
+}
 
 // Close stops the API's background work and waits for it. It does not
 // close the DB. It is idempotent.

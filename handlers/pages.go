@@ -458,6 +458,8 @@ func (a *API) serveWorkspaceEvents(w http.ResponseWriter, r *http.Request) error
 			return nil
 		case <-a.ctx.Done():
 			return nil
+		case <-a.draining:
+			return nil
 		case <-wake:
 		case <-tick.C:
 		}

@@ -413,8 +413,12 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 	logger.Info("shutting down; press Ctrl+C again to force")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	// Event streams and proxied app requests would hold Shutdown for its
+	// whole timeout: end them first.
+	api.BeginShutdown()
 	for _, srv := range servers {
 		if err := srv.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("requests still open 10 s after Ctrl+C: closing them", "err", err)
 			srv.Close()
 		}
 	}
