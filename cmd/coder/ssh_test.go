@@ -233,7 +233,7 @@ func TestOpenSSH(t *testing.T) {
 	screen.waitFor(t, "TERM=xterm")
 	pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100})
 	// The resize reaches the remote side asynchronously: ask until it shows.
-	testutil.Eventually(t, 10*time.Second, "the resize to reach the workspace", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the resize to reach the workspace", func() bool {
 		io.WriteString(ptmx, "stty size\r")
 		return screen.seenWithin("30 100", time.Second)
 	})
