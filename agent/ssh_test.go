@@ -129,7 +129,7 @@ func TestSSHPTYResize(t *testing.T) {
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
 	}
-	r := newLineReader(out)
+	r := newLineReader(t, out)
 	io.WriteString(in, "echo TERM=$TERM; stty size; tty >/dev/null && echo istty\n")
 	r.waitFor(t, "TERM=xterm-256color")
 	r.waitFor(t, "24 80")
@@ -167,7 +167,7 @@ func TestSSHSignal(t *testing.T) {
 	if err := s.Start("echo started; exec sleep 30"); err != nil {
 		t.Fatal(err)
 	}
-	newLineReader(out).waitFor(t, "started")
+	newLineReader(t, out).waitFor(t, "started")
 	if err := s.Signal(ssh.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestSSHAgentForwarding(t *testing.T) {
 	if err := s.Start(`echo "$SSH_AUTH_SOCK"; read x`); err != nil {
 		t.Fatal(err)
 	}
-	sock := strings.TrimSpace(newLineReader(out).line(t))
+	sock := strings.TrimSpace(newLineReader(t, out).line(t))
 	if sock == "" {
 		t.Fatal("SSH_AUTH_SOCK is not set in the session")
 	}
@@ -308,11 +308,14 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
-// lineReader reads lines from a stream in the background.
+// lineReader reads lines from a stream in the background, until the
+// stream ends or the test does (lines nobody reads are then dropped).
 type lineReader struct{ lines chan string }
 
-func newLineReader(r io.Reader) *lineReader {
+func newLineReader(t *testing.T, r io.Reader) *lineReader {
 	lr := &lineReader{lines: make(chan string, 100)}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
 	go func() {
 		defer close(lr.lines)
 		var buf []byte
@@ -325,7 +328,11 @@ func newLineReader(r io.Reader) *lineReader {
 				if i < 0 {
 					break
 				}
-				lr.lines <- strings.TrimRight(string(buf[:i]), "\r")
+				select {
+				case lr.lines <- strings.TrimRight(string(buf[:i]), "\r"):
+				case <-done:
+					return
+				}
 				buf = buf[i+1:]
 			}
 			if err != nil {
@@ -399,7 +406,7 @@ func TestSSHHangupOnDisconnect(t *testing.T) {
 	if err := s.Start("trap 'echo hup > hung-up; exit 0' HUP; echo ready; while :; do sleep 0.1; done"); err != nil {
 		t.Fatal(err)
 	}
-	newLineReader(out).waitFor(t, "ready")
+	newLineReader(t, out).waitFor(t, "ready")
 	c.Close()
 	deadline := time.After(10 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
