@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -15,10 +16,24 @@ import (
 func VerifyNoLeaks(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := FindLeaks(); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests:\n%v\n", err)
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// FindLeaks is goleak.Find with more patience: goroutines that are still
+// winding down (a node closing on a loaded machine) get 10 s to finish
+// before they count as leaked.
+func FindLeaks(opts ...goleak.Option) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

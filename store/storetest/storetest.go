@@ -20,6 +20,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/gatewaydev/coder/internal/testutil"
 	"go.uber.org/goleak"
 	"log/slog"
 	"net/url"
@@ -74,7 +75,7 @@ func Main(m *testing.M) {
 		// server swaps in its PostgreSQL store, and memstore.StopCleanup
 		// cannot stop it reliably (it races with the goroutine's start):
 		// one idle ticker per API, not ours to fix.
-		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/alexedwards/scs/v2/memstore.(*MemStore).startCleanup")); err != nil {
+		if err := testutil.FindLeaks(goleak.IgnoreTopFunction("github.com/alexedwards/scs/v2/memstore.(*MemStore).startCleanup")); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests:\n%v\n", err)
 			code = 1
 		}
