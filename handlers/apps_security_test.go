@@ -2,13 +2,10 @@ package handlers_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -270,47 +267,25 @@ func TestPathAppAccess(t *testing.T) {
 	})
 }
 
-// cookieApp is an app that sets cookies on /set and records the Cookie
-// header of every request.
-type cookieApp struct {
-	port    int
-	mu      sync.Mutex
-	cookies []string
-}
-
-func newCookieApp(t *testing.T) *cookieApp {
-	c := &cookieApp{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.cookies = append(c.cookies, r.Header.Get("Cookie"))
-		c.mu.Unlock()
-		if r.URL.Path == "/set" {
-			for _, sc := range []string{
-				"coder_session=evil; Path=/api/v2",
-				"a=1",
-				"b=2; Path=/",
-				"c=3; Domain=127.0.0.1; Path=/@owner/dev.main/apps/mine/sub",
-			} {
-				w.Header().Add("Set-Cookie", sc)
-			}
-			h := w.Header()
-			h.Set("Content-Security-Policy", "default-src 'none'")
-			h.Set("X-App", "kept")
-			h.Set("Service-Worker-Allowed", "/")
-			h.Set("Clear-Site-Data", `"cookies"`)
-			h.Set("Cross-Origin-Opener-Policy", "same-origin")
+// setCookies is what the cookie test's app adds to its answer on /set:
+// cookies that try to reach beyond the app, and headers.
+func setCookies(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/set" {
+		for _, sc := range []string{
+			"coder_session=evil; Path=/api/v2",
+			"a=1",
+			"b=2; Path=/",
+			"c=3; Domain=127.0.0.1; Path=/@owner/dev.main/apps/mine/sub",
+		} {
+			w.Header().Add("Set-Cookie", sc)
 		}
-		fmt.Fprintf(w, "hello from the app at %s", r.URL.Path)
-	}))
-	t.Cleanup(srv.Close)
-	c.port = srv.Listener.Addr().(*net.TCPAddr).Port
-	return c
-}
-
-func (c *cookieApp) last() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cookies[len(c.cookies)-1]
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'")
+		h.Set("X-App", "kept")
+		h.Set("Service-Worker-Allowed", "/")
+		h.Set("Clear-Site-Data", `"cookies"`)
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	}
 }
 
 // TestPathAppCookies (issue 12): an app's cookies stay under the app's path
@@ -320,7 +295,7 @@ func (c *cookieApp) last() string {
 func TestPathAppCookies(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true })
-	app := newCookieApp(t)
+	app := newAppBackend(t, setCookies)
 	ts.pushTemplate(t, "apps", appTemplate(app.port))
 	w := createWorkspace(t, ts.Owner, "dev", "apps")
 	startAgentIn(t, ts, w.Agents[0].Token, t.TempDir(), nil)

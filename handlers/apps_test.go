@@ -14,25 +14,36 @@ import (
 	"github.com/gatewaydev/coder/sdk"
 )
 
-// appBackend is an app on the agent's localhost that records the cookies
-// it receives.
+// appBackend is an app on the agent's localhost that records the Cookie
+// header of every request; each of before (if any) may add to the
+// response before the app writes its page.
 type appBackend struct {
 	port    int
 	mu      sync.Mutex
 	cookies []string
 }
 
-func newAppBackend(t *testing.T) *appBackend {
+func newAppBackend(t *testing.T, before ...http.HandlerFunc) *appBackend {
 	b := &appBackend{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		b.cookies = append(b.cookies, r.Header.Get("Cookie"))
 		b.mu.Unlock()
+		for _, f := range before {
+			f(w, r)
+		}
 		fmt.Fprintf(w, "<html><body><h1 id=app>hello from the app at %s</h1></body></html>", r.URL.Path)
 	}))
 	t.Cleanup(srv.Close)
 	b.port = srv.Listener.Addr().(*net.TCPAddr).Port
 	return b
+}
+
+// last is the Cookie header of the latest request.
+func (b *appBackend) last() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cookies[len(b.cookies)-1]
 }
 
 func appTemplate(port int) string {
