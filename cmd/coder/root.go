@@ -22,7 +22,6 @@ func newRootCmd() *cobra.Command {
 
 // The option table lives in package cli, which every command shares.
 type (
-	option        = cli.Option
 	optionSet     = cli.OptionSet
 	stringValue   = cli.StringValue
 	boolValue     = cli.BoolValue
