@@ -34,8 +34,6 @@ func (e *HTTPError) Error() string {
 
 func (e *HTTPError) Unwrap() error { return e.Err }
 
-func httpErr(code int, msg string) *HTTPError { return &HTTPError{Code: code, Msg: msg} }
-
 func badRequest(msg string, v ...sdk.ValidationError) *HTTPError {
 	return &HTTPError{Code: http.StatusBadRequest, Msg: msg, Validations: v}
 }

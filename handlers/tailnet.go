@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -228,10 +227,6 @@ func (a *API) StartServerNode(ctx context.Context, dir string) error {
 	a.node.mu.Unlock()
 	return nil
 }
-
-// errAgentUnreachable is what a user sees when the server's node cannot
-// reach an agent.
-var errAgentUnreachable = &HTTPError{Code: http.StatusBadGateway, Msg: "The workspace agent is not reachable. Is the workspace running? Check the agent's status on the workspace page."}
 
 // DialAgent dials a TCP port of an agent over the tailnet with
 // [tailnet.Node.DialAgent], which waits for the agent to be reachable
