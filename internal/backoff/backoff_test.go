@@ -94,7 +94,7 @@ func TestLoop(t *testing.T) {
 		clock = clock.Add(d)
 		return true
 	}
-	New(time.Second, 30*time.Second).loop(ctx, 30*time.Second, run, retry, now, sleep)
+	New(time.Second, 30*time.Second).loop(ctx, 30*time.Second, func(func()) error { return run() }, retry, now, sleep)
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, time.Second, 2 * time.Second}
 	if !slices.Equal(retried, want) || !slices.Equal(slept, want) {
 		t.Fatalf("retried %v, slept %v; want %v", retried, slept, want)
@@ -106,7 +106,7 @@ func TestLoop(t *testing.T) {
 
 func TestLoopStopsWhenSleepIsCut(t *testing.T) {
 	runs := 0
-	New(time.Second, time.Second).loop(context.Background(), 0, func() error { runs++; return nil }, nil,
+	New(time.Second, time.Second).loop(context.Background(), 0, func(func()) error { runs++; return nil }, nil,
 		time.Now, func(context.Context, time.Duration) bool { return false })
 	if runs != 1 {
 		t.Fatalf("%d runs, want 1", runs)
@@ -121,5 +121,60 @@ func TestSleepEndsWithContext(t *testing.T) {
 	}
 	if !Sleep(context.Background(), 0) {
 		t.Fatal("Sleep(0) did not report the wait done")
+	}
+}
+
+func TestFactorGrowsGently(t *testing.T) {
+	b := New(250*time.Millisecond, 2*time.Second).WithFactor(1.5)
+	var got []time.Duration
+	for range 8 {
+		got = append(got, b.Next())
+	}
+	want := []time.Duration{250 * time.Millisecond, 375 * time.Millisecond, 562500 * time.Microsecond, 843750 * time.Microsecond,
+		1265625 * time.Microsecond, 1898437500, 2 * time.Second, 2 * time.Second}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delays %v, want %v", got, want)
+	}
+	if New(time.Second, time.Minute).WithFactor(0.5).factor != 1 {
+		t.Fatal("a factor below 1 was not raised to 1")
+	}
+	big := New(time.Duration(1<<62), time.Duration(1<<63-1)).WithFactor(1.5)
+	for range 4 {
+		if d := big.Next(); d < time.Duration(1<<62) {
+			t.Fatalf("delay %v went below the minimum (overflow)", d)
+		}
+	}
+}
+
+// TestLoopResetOnSuccess: with LoopReset, a run that called succeeded
+// starts the delay again from the minimum even though it lasted no time
+// on the clock (Loop would have kept growing it); runs that did not call
+// it back off.
+func TestLoopResetOnSuccess(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Which runs succeed; the last cancels.
+	succeeds := []bool{false, false, false, true, false, false}
+	runs := 0
+	run := func(succeeded func()) error {
+		if succeeds[runs] {
+			succeeded()
+		}
+		runs++
+		if runs == len(succeeds) {
+			cancel()
+		}
+		return errors.New("down")
+	}
+	var slept []time.Duration
+	sleep := func(_ context.Context, d time.Duration) bool {
+		slept = append(slept, d)
+		return true
+	}
+	var clock time.Time // never moves: only succeeded resets
+	New(time.Second, 30*time.Second).loop(ctx, 0, run, nil, func() time.Time { return clock }, sleep)
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, time.Second, 2 * time.Second}
+	if !slices.Equal(slept, want) {
+		t.Fatalf("slept %v, want %v", slept, want)
 	}
 }
