@@ -115,11 +115,10 @@ func (a *Agent) Manifest() *sdk.AgentManifest {
 	return a.manifest
 }
 
-// connectLoop keeps the control connection up: backoff from 500 ms doubling
-// to 15 s, reset once a connection has lasted 30 s.
+// connectLoop keeps the control connection up: see [reconnectBackoff].
 func (a *Agent) connectLoop() {
 	defer a.wg.Done()
-	backoff.New(500*time.Millisecond, 15*time.Second).Loop(a.ctx, 30*time.Second, a.connectOnce, func(err error, in time.Duration) {
+	reconnectBackoff().LoopReset(a.ctx, a.connectOnce, func(err error, in time.Duration) {
 		var perm *permanentError
 		level := slog.LevelWarn
 		if errors.As(err, &perm) {
@@ -133,7 +132,16 @@ func (a *Agent) connectLoop() {
 // token); the agent still retries, slowly, in case it is fixed server-side.
 type permanentError struct{ error }
 
-func (a *Agent) connectOnce() error {
+// reconnectBackoff is the agent's delay between attempts to reach the
+// server: 250 ms growing by 1.5 up to 2 s, each ±20 % at random, and back
+// to 250 ms once a connection was made. So after an outage of any length
+// the agent tries again within 2.4 s of the server answering, and a
+// thousand agents do not all dial in the same instant.
+func reconnectBackoff() *backoff.Backoff {
+	return backoff.New(250*time.Millisecond, 2*time.Second).WithFactor(1.5).WithJitter(0.2)
+}
+
+func (a *Agent) connectOnce(connected func()) error {
 	u := *a.opts.URL
 	switch u.Scheme {
 	case "https":
@@ -176,6 +184,7 @@ func (a *Agent) connectOnce() error {
 	a.mu.Lock()
 	a.manifest, a.connected = &m, true
 	a.mu.Unlock()
+	connected()
 	defer func() {
 		a.mu.Lock()
 		a.connected = false

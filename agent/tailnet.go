@@ -11,7 +11,6 @@ import (
 
 	"tailscale.com/net/speedtest"
 
-	"github.com/gatewaydev/coder/internal/backoff"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/tailnet"
 	"github.com/gatewaydev/coder/terminal"
@@ -99,10 +98,11 @@ func (a *Agent) newNode(ctx context.Context, dir string) (*tailnet.Node, error) 
 }
 
 // tailnetLoop keeps the agent on the tailnet: a failed join (the server is
-// down, say) is retried with backoff until the agent closes.
+// down, say) is retried with the reconnect backoff until the agent
+// closes. Once joined, the node itself follows the server across restarts.
 func (a *Agent) tailnetLoop() {
 	defer a.wg.Done()
-	backoff.New(time.Second, 30*time.Second).Loop(a.ctx, 0, a.startTailnet, func(err error, in time.Duration) {
+	reconnectBackoff().Loop(a.ctx, 0, a.startTailnet, func(err error, in time.Duration) {
 		a.logger.Warn("tailnet: retrying", "err", err, "in", in)
 	})
 }
