@@ -1,8 +1,10 @@
 // Package provision runs the agents of `local` workspaces on the server's
-// machine: each `coder agent` in a directory and process group of its own,
+// machine: each `coder agent` in a directory and session of its own,
 // restarted when it dies, and, when the server is root, as an unprivileged
 // OS account of its workspace owner alone (created with useradd on first
-// use, removed with the user).
+// use, removed with the user). Agents outlive the server that started them
+// (see [Process.Detach]); the next server on the same directory adopts
+// them (see [Process.AdoptAgent]).
 //
 // It imports nothing of this module's but small internal helpers: the
 // server wires a [Process] to the API. Each agent's supervising goroutine is owned by the [Process]
@@ -23,6 +25,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,9 +47,10 @@ type Agent struct {
 	OwnerName string
 }
 
-// Process runs local agents as child processes of the server:
+// Process runs local agents as processes of their own session:
 // `<Binary> agent` in a directory of its own, restarted with backoff when
-// it dies, stopped on StopAgent and Close.
+// it dies, stopped on StopAgent and Close, left running by Detach and
+// adopted again by AdoptAgent.
 //
 // When the server is root (and NoIsolation is false), each coder user's
 // agents run as an unprivileged OS account of that user alone, created on
@@ -63,6 +67,7 @@ type Agent struct {
 //	workspaces/<workspace>/<agent>/  the agent's directory and state, 0700, the agent's
 //	workspaces/<workspace>/<agent>/agent-token  its token, 0600, the agent's
 //	workspaces/<workspace>/<agent>.log          its output, 0600, the server's
+//	agents/<agent id>.pid            which process runs the agent, 0600, the server's (see AdoptAgent)
 type Process struct {
 	// Binary is the coder executable; Dir the provisioner's state
 	// directory (created 0711 when missing).
@@ -89,6 +94,9 @@ type Process struct {
 type agentProc struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// detach, set before cancel, makes the supervisor leave the agent
+	// running.
+	detach atomic.Bool
 }
 
 // Isolates reports whether each user's agents run as an OS account of
@@ -195,14 +203,25 @@ type agentRun struct {
 	token  string // its token file
 	env    []string
 	cred   *syscall.Credential // nil: the server's own user
+	uid    int                 // the account it runs as
+
+	pidFile string // its pid record (see AdoptAgent)
+	agentID string
+	url     string
 }
 
 // StartAgent starts (or restarts) the agent; it does not block. A running
 // agent of the same id is stopped first. When isolating, it creates the
 // owner's OS account on first use.
 func (p *Process) StartAgent(ctx context.Context, la Agent) error {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return errors.New("start agent: provisioner closed")
+	}
 	p.StopAgent(la.ID)
-	run, err := p.setup(ctx, la)
+	run, err := p.setup(ctx, la, true)
 	if err != nil {
 		return fmt.Errorf("start agent %s: %w", la.ID, err)
 	}
@@ -217,13 +236,14 @@ func (p *Process) StartAgent(ctx context.Context, la Agent) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	proc := &agentProc{cancel: cancel, done: make(chan struct{})}
 	p.procs[la.ID] = proc
-	go p.supervise(runCtx, proc, la, run)
+	go p.supervise(runCtx, proc, la, run, nil)
 	return nil
 }
 
-// setup prepares the agent's account, directory, token file and
+// setup prepares the agent's account, directory, token file (unless
+// writeToken is false: an adopted agent keeps the one it has) and
 // environment.
-func (p *Process) setup(ctx context.Context, la Agent) (agentRun, error) {
+func (p *Process) setup(ctx context.Context, la Agent, writeToken bool) (agentRun, error) {
 	root, binary, err := p.prepare()
 	if err != nil {
 		return agentRun{}, err
@@ -237,7 +257,8 @@ func (p *Process) setup(ctx context.Context, la Agent) (agentRun, error) {
 			return agentRun{}, err
 		}
 	}
-	run := agentRun{binary: binary, dir: filepath.Join(wsDir, la.Name), log: filepath.Join(wsDir, la.Name+".log")}
+	run := agentRun{binary: binary, dir: filepath.Join(wsDir, la.Name), log: filepath.Join(wsDir, la.Name+".log"),
+		pidFile: p.pidFile(root, la.ID), agentID: la.ID, url: la.URL}
 	run.token = filepath.Join(run.dir, "agent-token")
 	uid, gid := os.Getuid(), os.Getgid()
 	var home, name, shell string
@@ -285,9 +306,12 @@ func (p *Process) setup(ctx context.Context, la Agent) (agentRun, error) {
 	if err := os.Chmod(run.dir, 0o700); err != nil {
 		return agentRun{}, err
 	}
-	if err := writeTokenFile(run.token, la.Token, uid, gid); err != nil {
-		return agentRun{}, err
+	if writeToken {
+		if err := writeTokenFile(run.token, la.Token, uid, gid); err != nil {
+			return agentRun{}, err
+		}
 	}
+	run.uid = uid
 	run.env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home, "USER=" + name, "LOGNAME=" + name, "SHELL=" + shell}
 	run.env = append(run.env, p.Env...)
 	run.env = append(run.env, "CODER_AGENT_URL="+la.URL, "CODER_AGENT_TOKEN_FILE="+run.token, "CODER_AGENT_DIRECTORY="+run.dir)
@@ -321,16 +345,26 @@ func writeTokenFile(path, token string, uid, gid int) error {
 }
 
 // supervise runs the agent until ctx ends, restarting it with backoff
-// (1 s doubling to 30 s, reset after a minute of running).
-func (p *Process) supervise(ctx context.Context, proc *agentProc, la Agent, run agentRun) {
+// (1 s doubling to 30 s, reset after a minute of running). With adopted
+// set, it first watches that process (see AdoptAgent) and starts a new one
+// only when it exits.
+func (p *Process) supervise(ctx context.Context, proc *agentProc, la Agent, run agentRun, adopted *pidRecord) {
 	defer close(proc.done)
 	log := p.Logger.With("agent_id", la.ID, "agent", la.Name)
-	backoff.New(time.Second, 30*time.Second).Loop(ctx, time.Minute, func() error { return p.run(ctx, run, log) }, func(err error, in time.Duration) {
+	first := func() error { return p.run(ctx, proc, run, log) }
+	if adopted != nil {
+		first = func() error { return p.watch(ctx, proc, run, *adopted, log) }
+	}
+	backoff.New(time.Second, 30*time.Second).Loop(ctx, time.Minute, func() error {
+		f := first
+		first = func() error { return p.run(ctx, proc, run, log) }
+		return f()
+	}, func(err error, in time.Duration) {
 		log.Warn("agent exited; restarting", "err", err, "in", in)
 	})
 }
 
-func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error {
+func (p *Process) run(ctx context.Context, proc *agentProc, run agentRun, log *slog.Logger) error {
 	cmd := exec.Command(run.binary, "agent")
 	cmd.Dir = run.dir
 	cmd.Env = run.env
@@ -340,11 +374,12 @@ func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error
 	}
 	defer logFile.Close()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Own process group, so a Ctrl+C at the server's terminal reaches the
-	// server only, which then stops its agents in order; and die with the
-	// server if it is killed (Go sets the parent-death signal after
-	// changing user, which would clear it).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: run.cred}
+	// A session of its own, and no parent-death signal: neither a Ctrl+C
+	// at the server's terminal nor the server's exit (a restart, a crash,
+	// an upgrade) reaches the agent, which reconnects to the next server
+	// (see AdoptAgent). Its output goes to its log file, never to a pipe
+	// that would die with the server.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: run.cred}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s agent: %w", run.binary, err)
 	}
@@ -355,14 +390,31 @@ func (p *Process) run(ctx context.Context, run agentRun, log *slog.Logger) error
 		waitErr = cmd.Wait()
 		close(waited)
 	}()
+	rec, err := recordOf(cmd.Process.Pid, run)
+	if err == nil {
+		err = writeRecord(run.pidFile, rec)
+	}
+	if err != nil {
+		// Without its record the next server cannot adopt the agent, and
+		// would start a second one: better none outlives this server.
+		log.Error("cannot record the agent's process: stopping it", "err", err)
+		userproc.Terminate(cmd.Process.Pid, syscall.SIGTERM, stopGrace, waited)
+		<-waited
+		return err
+	}
 	select {
 	case <-waited:
 	case <-ctx.Done():
+		if proc.detach.Load() {
+			log.Info("leaving the agent running", "pid", cmd.Process.Pid)
+			return nil
+		}
 		// SIGTERM lets the agent close its sessions; its group is itself
 		// (its sessions have their own).
 		userproc.Terminate(cmd.Process.Pid, syscall.SIGTERM, stopGrace, waited)
 		<-waited
 	}
+	removeRecord(run.pidFile, rec)
 	return waitErr
 }
 
@@ -383,7 +435,9 @@ func (p *Process) RemoveOwner(ctx context.Context, userID string) error {
 	return removeAccount(ctx, userID, filepath.Join(root, "homes"))
 }
 
-// StopAgent stops the agent and waits for it to exit.
+// StopAgent stops the agent and waits for it to exit: the one this
+// Process runs or adopted, or one that an earlier server left running and
+// that was not adopted.
 func (p *Process) StopAgent(agentID string) {
 	p.mu.Lock()
 	proc := p.procs[agentID]
@@ -393,6 +447,7 @@ func (p *Process) StopAgent(agentID string) {
 		proc.cancel()
 		<-proc.done
 	}
+	p.stopRecorded(agentID)
 }
 
 // Close stops every agent and waits for them. It is idempotent.
