@@ -31,8 +31,10 @@ var dashboardRE = regexp.MustCompile(`Dashboard:\s+(\S+)`)
 // StartServer runs `coder server` with args (on 127.0.0.1:0 unless args
 // give --http-address; STUN on a free loopback port) and env added to an
 // environment without the caller's CODER_* variables, and waits for its
-// banner. Cleanup stops it with SIGINT (Ctrl+C) and logs its output if the
-// test failed.
+// banner. The server stops its local agents when it exits
+// (CODER_STOP_LOCAL_AGENTS_ON_EXIT=true) unless env says otherwise.
+// Cleanup stops it with SIGINT (Ctrl+C) and logs its output if the test
+// failed.
 func StartServer(t testing.TB, env []string, args ...string) *Server {
 	t.Helper()
 	s := &Server{t: t, done: make(chan struct{})}
@@ -41,7 +43,7 @@ func StartServer(t testing.TB, env []string, args ...string) *Server {
 		full = append(full, "--http-address", "127.0.0.1:0")
 	}
 	s.cmd = exec.Command(CoderBinary(t), append(full, args...)...)
-	s.cmd.Env = append(CleanEnv(), env...)
+	s.cmd.Env = append(append(CleanEnv(), "CODER_STOP_LOCAL_AGENTS_ON_EXIT=true"), env...)
 	pr, pw := io.Pipe()
 	s.cmd.Stdout, s.cmd.Stderr = pw, pw
 	if err := s.cmd.Start(); err != nil {
@@ -119,6 +121,20 @@ func (s *Server) Stop() {
 	}
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
 		s.t.Errorf("coder server exited with %d after Ctrl+C", code)
+	}
+}
+
+// Kill sends sig (SIGTERM, SIGKILL: a restart or a crash) and waits up
+// to 30 s for the server to exit, whatever its exit code.
+func (s *Server) Kill(sig syscall.Signal) {
+	s.t.Helper()
+	s.cmd.Process.Signal(sig)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+		s.t.Errorf("coder server did not exit within 30 s of %v", sig)
 	}
 }
 
