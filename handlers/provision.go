@@ -26,6 +26,16 @@ type Provisioner interface {
 	RemoveOwner(ctx context.Context, userID string) error
 }
 
+// AgentAdopter is a [Provisioner] whose agents can outlive the server:
+// at start, the server asks it to take over each agent of a running local
+// workspace before starting one with a fresh token.
+type AgentAdopter interface {
+	// AdoptAgent takes over a's agent if a server before this one left it
+	// running, and reports whether it did; the agent keeps its token.
+	// a.Token is empty.
+	AdoptAgent(ctx context.Context, a LocalAgent) bool
+}
+
 // LocalAgent is what a provisioner needs to run an agent. It has the
 // fields of provision.Agent, so that the server converts one to the other.
 type LocalAgent struct {
@@ -77,6 +87,12 @@ func (a *API) checkLocalStart(ctx context.Context, wk store.Workspace) error {
 // startAgents starts the agents of a running workspace whose template is
 // local, each with a fresh token (the previous one stops working).
 func (a *API) startAgents(ctx context.Context, wk store.Workspace) {
+	a.startOrAdoptAgents(ctx, wk, false)
+}
+
+// startOrAdoptAgents is startAgents; with adopt, an agent that the
+// provisioner adopts (see [AgentAdopter]) keeps running with its token.
+func (a *API) startOrAdoptAgents(ctx context.Context, wk store.Workspace, adopt bool) {
 	if a.opts.Provisioner == nil || wk.DesiredState != "running" {
 		return
 	}
@@ -110,14 +126,19 @@ func (a *API) startAgents(ctx context.Context, wk store.Workspace) {
 		a.logger.Error("start agents: load agents", "workspace_id", wk.ID, "err", err)
 		return
 	}
+	adopter, _ := a.opts.Provisioner.(AgentAdopter)
 	for _, ag := range ags {
+		la := LocalAgent{ID: ag.ID, WorkspaceID: wk.ID, Name: ag.Name, URL: agentURL, OwnerID: owner.ID, OwnerName: owner.Username}
+		if adopt && adopter != nil && adopter.AdoptAgent(ctx, la) {
+			continue
+		}
 		tok := randomString(32)
 		if err := a.db.SetAgentToken(ctx, ag.ID, hashSecret(tok)); err != nil {
 			a.logger.Error("start agent: set token", "agent_id", ag.ID, "err", err)
 			continue
 		}
-		err := a.opts.Provisioner.StartAgent(ctx, LocalAgent{ID: ag.ID, WorkspaceID: wk.ID, Name: ag.Name, URL: agentURL, Token: tok,
-			OwnerID: owner.ID, OwnerName: owner.Username})
+		la.Token = tok
+		err := a.opts.Provisioner.StartAgent(ctx, la)
 		if err != nil {
 			a.logger.Error("start agent", "agent_id", ag.ID, "err", err)
 		}
@@ -146,15 +167,26 @@ func (a *API) stopAgents(ctx context.Context, wk store.Workspace) {
 	}
 }
 
-// StartWorkspaces starts the agents of every running local workspace; the
-// server calls it once at start.
+// StartWorkspaces starts the agents of every running local workspace, or
+// adopts those a server before this one left running (see
+// [AgentAdopter]); the server calls it once at start.
 func (a *API) StartWorkspaces(ctx context.Context) error {
 	ws, err := a.db.ListWorkspaces(ctx, "")
 	if err != nil {
 		return fmt.Errorf("start workspaces: %w", err)
 	}
 	for _, wk := range ws {
-		a.startAgents(ctx, wk)
+		if wk.DesiredState != "running" && a.opts.Provisioner != nil {
+			// A server that died while stopping the workspace may have
+			// left its agent running.
+			if ags, err := a.db.AgentsByWorkspace(ctx, wk.ID); err == nil {
+				for _, ag := range ags {
+					a.opts.Provisioner.StopAgent(ag.ID)
+				}
+			}
+			continue
+		}
+		a.startOrAdoptAgents(ctx, wk, true)
 	}
 	return nil
 }

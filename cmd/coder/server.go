@@ -43,6 +43,8 @@ type serverOptions struct {
 	BrowserOnly       boolValue
 	Verbose           boolValue
 
+	StopLocalAgentsOnExit boolValue
+
 	DERPServerEnable        boolValue
 	DERPServerRegionID      intValue
 	DERPServerRegionCode    stringValue
@@ -97,6 +99,8 @@ func (o *serverOptions) table() optionSet {
 			Description: "Let path apps be shared as their template says (authenticated, public). Dangerous: a path app runs on the dashboard's origin, so its scripts act as whoever opens it."},
 		{Flag: "dangerous-allow-path-app-site-owner-access", Env: "CODER_DANGEROUS_ALLOW_PATH_APP_SITE_OWNER_ACCESS", Value: &o.DangerousAllowPathAppSiteOwnerAccess,
 			Description: "Let site owners open other users' path apps. Dangerous: the app's scripts act as the site owner."},
+		{Flag: "stop-local-agents-on-exit", Env: "CODER_STOP_LOCAL_AGENTS_ON_EXIT", Value: &o.StopLocalAgentsOnExit,
+			Description: "Stop the agents of local workspaces when the server exits. Off, they keep running (and their terminals open) and the next server on the same --config-dir takes them over."},
 		{Flag: "verbose", Short: "v", Env: "CODER_VERBOSE", Value: &o.Verbose,
 			Description: "Log debug messages."},
 		{Flag: "derp-server-enable", Env: "CODER_DERP_SERVER_ENABLE", Default: "true", Value: &o.DERPServerEnable,
@@ -422,7 +426,11 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, stdou
 			srv.Close()
 		}
 	}
-	prov.Close()
+	if o.StopLocalAgentsOnExit {
+		prov.Close()
+	} else {
+		prov.Detach() // the next server adopts them
+	}
 	api.Close()
 	err = g.Wait()
 	logger.Info("stopped")
@@ -464,4 +472,9 @@ type localProvisioner struct{ *provision.Process }
 
 func (p localProvisioner) StartAgent(ctx context.Context, a handlers.LocalAgent) error {
 	return p.Process.StartAgent(ctx, provision.Agent(a))
+}
+
+// AdoptAgent makes localProvisioner a handlers.AgentAdopter.
+func (p localProvisioner) AdoptAgent(ctx context.Context, a handlers.LocalAgent) bool {
+	return p.Process.AdoptAgent(ctx, provision.Agent(a))
 }
