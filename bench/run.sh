@@ -2,7 +2,7 @@
 # make bench: every benchmark of the project, each side by side with its
 # peer in the same run. Figures only; nothing is asserted.
 #
-#   bench/run.sh [section ...]   sections: vt tailnet term apps (default: all)
+#   bench/run.sh [section ...]   sections: vt tailnet term apps restart (default: all)
 #
 # Peers: @xterm/headless (vt), loopback iperf3 (tailnet), ttyd/WeTTY in
 # Chromium (term; see bench/term/run.sh), nginx and Go's ReverseProxy (apps;
@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$root/../shared/bench
 cd "$root"
 sections=("$@")
-[[ ${#sections[@]} -gt 0 ]] || sections=(vt tailnet term apps)
+[[ ${#sections[@]} -gt 0 ]] || sections=(vt tailnet term apps restart)
 
 want() { local s; for s in "${sections[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
 head() { printf '\n==== %s\n\n' "$1"; }
@@ -52,4 +52,9 @@ if want apps; then
   else
     echo "app-proxy peers unavailable: needs wrk and nginx (apt-get install wrk nginx)"
   fi
+fi
+
+if want restart; then
+  head "server restart -> terminal screen back in Chromium (vim in a local workspace whose agent outlives the server), 5 restarts after outages of 2 s and 30 s"
+  CODER_TEST_BINARY=$root/bin/coder go test ./bench/restart/ -run '^$' -bench . -benchtime 1x -count 1 -restarts 5 -outages 2s,30s
 fi

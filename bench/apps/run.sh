@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$shared/peers/app-peers.sh" start "$state/peers" "$origin" "$nginx" "$goproxy" >/dev/null
-"$root/bin/coder" server --http-address "127.0.0.1:$port" --access-url "$url" --config-dir "$state/server" >"$state/server.log" 2>&1 &
+"$root/bin/coder" server --stop-local-agents-on-exit --http-address "127.0.0.1:$port" --access-url "$url" --config-dir "$state/server" >"$state/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 300); do
   curl -fsS -o /dev/null "$url/healthz" 2>/dev/null && break
