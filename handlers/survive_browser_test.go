@@ -223,3 +223,28 @@ func TestLocalAgentLifecycleAcrossRestarts(t *testing.T) {
 	}
 	s.noAgent(w)
 }
+
+// TestLocalAgentsCtrlC: Ctrl+C (SIGINT) leaves local agents running by
+// default, and the next server adopts them; with
+// CODER_STOP_LOCAL_AGENTS_ON_EXIT=true (as make run sets it) Ctrl+C stops
+// them.
+func TestLocalAgentsCtrlC(t *testing.T) {
+	t.Parallel()
+	s := startLocalServer(t)
+	var w sdk.Workspace
+	if err := s.owner.Request(testContext(t), http.MethodPost, "/api/v2/workspaces", sdk.CreateWorkspaceRequest{Name: "dev", Template: "local"}, &w); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.oneAgent(w)
+	s.srv.Stop() // SIGINT, a clean exit
+	if got := s.agentPIDs(w.ID); len(got) != 1 || got[0] != pid {
+		t.Fatalf("after Ctrl+C the agents are %v, want %d still running", got, pid)
+	}
+	s.env = append(s.env, "CODER_STOP_LOCAL_AGENTS_ON_EXIT=true")
+	s.restart()
+	if got := s.oneAgent(w); got != pid {
+		t.Fatalf("agent %d, want %d adopted", got, pid)
+	}
+	s.srv.Stop()
+	s.noAgent(w)
+}

@@ -80,7 +80,7 @@ func waitNoAgent(t *testing.T, dir string, la Agent) {
 // or SIGTERM at the server's terminal or group does not reach it); Detach
 // leaves it running; the next Process on the directory adopts that very
 // process (no second one, its token file untouched), and its StopAgent
-// stops it.
+// stops it. The next Process may run another binary (an upgrade).
 func TestDetachThenAdopt(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -105,7 +105,15 @@ func TestDetachThenAdopt(t *testing.T) {
 
 	tokenFile := filepath.Join(dir, "workspaces", la.WorkspaceID, la.Name, "agent-token")
 	before, _ := os.Stat(tokenFile)
+	// The next server may run a newer binary.
 	p2 := newProcess(t, dir)
+	p2.Binary = filepath.Join(t.TempDir(), "coder-new")
+	if err := os.Link(p1.Binary, p2.Binary); err != nil {
+		if _, err := copyExecutable(p1.Binary, filepath.Dir(p2.Binary)); err != nil {
+			t.Fatal(err)
+		}
+		p2.Binary = filepath.Join(filepath.Dir(p2.Binary), "coder")
+	}
 	t.Cleanup(func() { p2.Close() })
 	adopt := la
 	adopt.Token = ""
