@@ -2,7 +2,9 @@
 # make run: start `coder server` on the built-in PostgreSQL with its state in
 # .coder-dev/, create the first user (once), push the default template and
 # create a workspace, then wait. Ctrl+C stops the server, its agents and its
-# database; the next run finds the same users and workspaces.
+# database; the next run finds the same users and workspaces. With
+# CODER_STOP_LOCAL_AGENTS_ON_EXIT=false, Ctrl+C leaves the agents (and their
+# terminals) running, and the next run adopts them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +21,8 @@ if [[ ! -s $STATE/admin-password ]]; then
 fi
 PASSWORD=$(cat "$STATE/admin-password")
 
-"$BIN" server --http-address "$ADDR" --access-url "$URL" --config-dir "$STATE/server" &
+CODER_STOP_LOCAL_AGENTS_ON_EXIT=${CODER_STOP_LOCAL_AGENTS_ON_EXIT:-true} \
+  "$BIN" server --http-address "$ADDR" --access-url "$URL" --config-dir "$STATE/server" &
 SERVER=$!
 stop() { kill -INT "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap stop INT TERM
