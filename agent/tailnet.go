@@ -46,7 +46,9 @@ func (a *Agent) startTailnet() error {
 		dir = d
 		defer os.RemoveAll(d)
 	}
-	node, err := a.newNode(a.ctx, filepath.Join(dir, "tailnet"))
+	controlURL, stopRelay := startControlRelay(a.opts.URL, a.logger)
+	defer stopRelay() // after the node closes
+	node, err := a.newNode(a.ctx, filepath.Join(dir, "tailnet"), controlURL)
 	if err != nil {
 		return fmt.Errorf("join tailnet: %w", err)
 	}
@@ -85,13 +87,13 @@ func (a *Agent) startTailnet() error {
 	return nil
 }
 
-func (a *Agent) newNode(ctx context.Context, dir string) (*tailnet.Node, error) {
+func (a *Agent) newNode(ctx context.Context, dir, controlURL string) (*tailnet.Node, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
 	return tailnet.NewNode(ctx, tailnet.NodeOptions{
-		Dir: dir, Hostname: host, ControlURL: a.opts.URL.String(),
+		Dir: dir, Hostname: host, ControlURL: controlURL,
 		AuthKey: sdk.AgentAuthKey(a.opts.Token), Logger: a.logger.With("component", "agent_node"),
 		TCPBufferMax: a.opts.TCPBufferMax,
 	})
