@@ -23,6 +23,9 @@ type Input struct {
 	// rendered by the browser. The first ack turns on flow control.
 	HasAck bool
 	Ack    int
+	// Claim is set when the user is working in this tab (a keystroke or
+	// focus): the session takes this tab's size.
+	Claim bool
 }
 
 // maxAck bounds one acknowledgement.
@@ -34,6 +37,7 @@ type wireInput struct {
 	Width  *json.Number `json:"width"`
 	Height *json.Number `json:"height"`
 	Ack    *json.Number `json:"ack"`
+	Claim  *bool        `json:"claim"`
 }
 
 // ParseInput parses one browser→server text message, a JSON object with
@@ -42,6 +46,8 @@ type wireInput struct {
 //	{"data":"ls\r"}               text for the PTY
 //	{"height":24,"width":80}      resize; both fields or neither
 //	{"ack":65536}                 output bytes rendered since the last ack
+//	{"claim":true}                the user works in this tab: the session
+//	                              takes its size (false is a no-op)
 //
 // Sizes are integers in [0, 65535]: a zero width or height makes the resize
 // a no-op (a hidden terminal measures zero), sizes above [MaxWidth] or
@@ -86,6 +92,9 @@ func ParseInput(b []byte) (Input, error) {
 			return Input{}, fmt.Errorf("parse input: ack: %w", err)
 		}
 		in.HasAck, in.Ack = true, int(n)
+	}
+	if w.Claim != nil {
+		in.Claim = *w.Claim
 	}
 	return in, nil
 }
