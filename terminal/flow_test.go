@@ -1,6 +1,8 @@
 package terminal_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/gatewaydev/coder/internal/testutil"
@@ -131,4 +133,38 @@ func TestFlowSlowTabDoesNotStallOthers(t *testing.T) {
 	old.WaitText(testPrompt)
 	old.Type("seq 1 200000; echo $((40+3))done\r")
 	old.WaitText("\r\n43done\r\n")
+}
+
+// TestFlowHiddenTabHoldsNobodyBack: a tab that says it is hidden (a
+// background browser tab, whose timers run once a second) gets no output
+// and does not hold the program back, even as the only tab; shown again,
+// it gets the current screen.
+func TestFlowHiddenTabHoldsNobodyBack(t *testing.T) {
+	t.Parallel()
+	const window = 16 << 10
+	dir := t.TempDir()
+	srv, dial := newServer(t, terminal.ServerOptions{Window: window, QueueBytes: 64 << 10, Dir: dir})
+	_, base := startRelay(t, dial, terminal.RelayOptions{})
+	id := newID()
+	b := terminaltest.DialBrowser(t, ptyURL(base, id, shellCmd), terminaltest.BrowserOptions{AutoAck: true})
+	b.WaitText(testPrompt)
+	b.SetAutoAck(false)
+	b.Send(map[string]bool{"visible": false})
+	b.Type("seq 1 300000 > /dev/tty; echo done >> notes\r")
+	// The program finishes although nothing is acknowledged.
+	testutil.Eventually(t, terminaltest.WaitLong, "seq to finish in a hidden tab", func() bool {
+		_, drops := srv.FlowStatsForTest(id)
+		out, err := os.ReadFile(filepath.Join(dir, "notes"))
+		return err == nil && string(out) == "done\n" && drops > 0
+	})
+	if got := b.Total(); got > window+(64<<10) {
+		t.Errorf("the hidden tab received %d bytes, want at most a window and a queue", got)
+	}
+	b.SetAutoAck(true)
+	b.Send(map[string]bool{"visible": true})
+	b.Type("echo $((40+2))shown\r")
+	b.WaitText("\r\n42shown\r\n")
+	if b.Resets() < 2 {
+		t.Errorf("the tab saw %d screens, want a fresh one when shown", b.Resets())
+	}
 }

@@ -26,6 +26,9 @@ type Input struct {
 	// Claim is set when the user is working in this tab (a keystroke or
 	// focus): the session takes this tab's size.
 	Claim bool
+	// Visible is set when the message says whether the tab is visible: a
+	// hidden tab holds nobody back and gets the current screen when shown.
+	Visible *bool
 }
 
 // maxAck bounds one acknowledgement.
@@ -33,11 +36,12 @@ const maxAck = 1 << 30
 
 // wireInput is the JSON shape of Input; absent fields stay nil.
 type wireInput struct {
-	Data   *string      `json:"data"`
-	Width  *json.Number `json:"width"`
-	Height *json.Number `json:"height"`
-	Ack    *json.Number `json:"ack"`
-	Claim  *bool        `json:"claim"`
+	Data    *string      `json:"data"`
+	Width   *json.Number `json:"width"`
+	Height  *json.Number `json:"height"`
+	Ack     *json.Number `json:"ack"`
+	Claim   *bool        `json:"claim"`
+	Visible *bool        `json:"visible"`
 }
 
 // ParseInput parses one browser→server text message, a JSON object with
@@ -48,6 +52,7 @@ type wireInput struct {
 //	{"ack":65536}                 output bytes rendered since the last ack
 //	{"claim":true}                the user works in this tab: the session
 //	                              takes its size (false is a no-op)
+//	{"visible":false}             the tab is hidden (true: shown again)
 //
 // Sizes are integers in [0, 65535]: a zero width or height makes the resize
 // a no-op (a hidden terminal measures zero), sizes above [MaxWidth] or
@@ -96,6 +101,7 @@ func ParseInput(b []byte) (Input, error) {
 	if w.Claim != nil {
 		in.Claim = *w.Claim
 	}
+	in.Visible = w.Visible
 	return in, nil
 }
 

@@ -386,6 +386,12 @@ func (rc *relayConn) copyBrowserToAgent(ctx context.Context) {
 				return
 			}
 		}
+		if in.Visible != nil {
+			if err := rc.agent.SetVisible(*in.Visible); err != nil {
+				rc.finish(closeInternal, "workspace agent connection lost", err)
+				return
+			}
+		}
 		if in.Claim {
 			if err := rc.agent.Claim(); err != nil {
 				rc.finish(closeInternal, "workspace agent connection lost", err)

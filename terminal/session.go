@@ -73,6 +73,7 @@ type attach struct {
 
 	// Flow control (featureAck).
 	flow     bool // the client has acked: it gates readPTY
+	hidden   bool // the client is hidden: no output, no gating
 	unacked  int  // bytes sent to the client and not acknowledged
 	maxAhead int  // the most bytes ever queued or unacknowledged, for tests
 
@@ -293,6 +294,9 @@ func (sess *session) budgetLocked(n int) int {
 	window, queue := sess.srv.opts.Window, sess.srv.opts.QueueBytes
 	gated, best := false, 0
 	for a := range sess.attaches {
+		if a.hidden {
+			continue
+		}
 		if !a.flow {
 			return n
 		}
@@ -517,6 +521,15 @@ func (sess *session) readLoop(br *bufio.Reader, a *attach) error {
 				return fmt.Errorf("ack frame of %d bytes", len(p))
 			}
 			sess.ack(a, int(binary.BigEndian.Uint32(p)))
+		case frameVisible:
+			if len(p) != 1 {
+				return fmt.Errorf("visible frame of %d bytes", len(p))
+			}
+			sess.mu.Lock()
+			a.hidden = p[0] == 0
+			sess.mu.Unlock()
+			a.wake()
+			sess.wakeReader()
 		case frameClaim:
 			sess.mu.Lock()
 			sess.claimLocked(a)
@@ -539,7 +552,7 @@ func (sess *session) writeLoop(c net.Conn, a *attach) {
 			return
 		}
 		sess.mu.Lock()
-		if a.flow && a.unacked >= sess.srv.opts.Window && !sess.exited {
+		if (a.hidden || a.flow && a.unacked >= sess.srv.opts.Window) && !sess.exited {
 			// The client is a window behind: hold the output here, where
 			// the queue's bound resyncs it, not in socket buffers. An ack
 			// wakes us.

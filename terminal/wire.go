@@ -53,6 +53,10 @@ const (
 	// frameClaim (client→agent, no payload): make this attach the active
 	// one; the session takes its size.
 	frameClaim byte = 'c'
+	// frameVisible (client→agent, featureAck): 1 byte, 0 when the client
+	// is hidden (it then holds nobody back and gets no output; a fresh
+	// screen when it is visible again, 1).
+	frameVisible byte = 'v'
 	// frameFeatures (agent→client): the first frame when the hello asked
 	// for features; JSON {"features":[...],"window":N}. [Conn] consumes it.
 	frameFeatures byte = 'f'
@@ -210,6 +214,9 @@ type Frame struct {
 //	                          drawn ("ack"); the first turns flow control on
 //	'c' claim   client→agent  no payload: this attach becomes the active one
 //	                          ("size"), as on a user's keystroke or focus
+//	'v' visible client→agent  1 byte ("ack"): 0 hidden (the attach gets no
+//	                          output and does not hold the session back), 1
+//	                          shown again (a fresh screen if it missed output)
 //	'f' features agent→client JSON {"features":["ack","size"],"window":N}: the
 //	                          first frame, only when the hello asked; [Conn]
 //	                          consumes it and sends acks and claims only then
@@ -259,10 +266,11 @@ type Conn struct {
 	feat featState
 	// agentFeatures are the features the agent announced.
 	agentFeatures []string
-	// pendingAck and pendingClaim hold Ack and Claim calls made before the
-	// agent's features are known.
-	pendingAck   int
-	pendingClaim bool
+	// pendingAck, pendingClaim and pendingVisible hold Ack, Claim and
+	// SetVisible calls made before the agent's features are known.
+	pendingAck     int
+	pendingClaim   bool
+	pendingVisible int // -1 none, else 0 or 1
 }
 
 type featState int
@@ -315,7 +323,7 @@ func Attach(ctx context.Context, dial DialFunc, p Params) (*Conn, error) {
 		return nil, fmt.Errorf("attach session %s: write hello: %w", p.Reconnect, err)
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
-	return &Conn{c: nc, br: bufio.NewReaderSize(nc, 64<<10), pendingAck: -1}, nil
+	return &Conn{c: nc, br: bufio.NewReaderSize(nc, 64<<10), pendingAck: -1, pendingVisible: -1}, nil
 }
 
 // ReadFrame blocks until the agent sends a frame or the connection fails.
@@ -441,8 +449,38 @@ func (c *Conn) gotFeatures(p []byte) error {
 			return err
 		}
 	}
-	c.pendingAck, c.pendingClaim = -1, false
+	if c.pendingVisible >= 0 && hasFeature(f.Features, featureAck) {
+		if err := c.writeLocked(frameVisible, []byte{byte(c.pendingVisible)}); err != nil {
+			return err
+		}
+	}
+	c.pendingAck, c.pendingClaim, c.pendingVisible = -1, false, -1
 	return nil
+}
+
+// SetVisible tells the agent whether the client is visible. A hidden
+// client gets no output and does not hold the session back (its
+// acknowledgements would come slowly, if at all); shown again, it gets a
+// fresh screen if it missed output. It does nothing if the agent does not
+// support flow control.
+func (c *Conn) SetVisible(visible bool) error {
+	var v byte
+	if visible {
+		v = 1
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch c.feat {
+	case featUnknown:
+		c.pendingVisible = int(v)
+		return nil
+	case featNone:
+		return nil
+	}
+	if !hasFeature(c.agentFeatures, featureAck) {
+		return nil
+	}
+	return c.writeLocked(frameVisible, []byte{v})
 }
 
 // noFeatures notes, at the first frame, that the agent announced none.
@@ -450,7 +488,7 @@ func (c *Conn) noFeatures() {
 	c.wmu.Lock()
 	if c.feat == featUnknown {
 		c.feat = featNone
-		c.pendingAck, c.pendingClaim = -1, false
+		c.pendingAck, c.pendingClaim, c.pendingVisible = -1, false, -1
 	}
 	c.wmu.Unlock()
 }

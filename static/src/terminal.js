@@ -22,7 +22,8 @@
 // the first {"ack":0} turns flow control on: the agent then reads the
 // program's output only as fast as the fastest tab draws it, so Ctrl+C
 // stops a flood at once) and {"claim":true} (the user types or clicks in
-// this tab: the session takes this tab's size); we receive binary
+// this tab: the session takes this tab's size) and {"visible":false|true}
+// (a hidden tab gets no output, then the current screen); we receive binary
 // messages of raw output, text messages {"size":{"width","height",
 // "active"}} (the session's size, in order with the output) and a text
 // message {"exit_code":N} when the session's process exits (then close
@@ -195,6 +196,19 @@ function onSessionSize(size) {
 function claim() {
   if (conn && !sessionActive && conn.ws.readyState === WebSocket.OPEN) send(conn, { claim: true });
 }
+// sendVisibility tells the session whether this tab is visible: a hidden
+// tab (whose timers, and so xterm.js's parsing, run once a second) gets no
+// output and holds nobody back; shown again, it gets the current screen.
+function sendVisibility(c) {
+  const visible = document.visibilityState !== "hidden";
+  if (c.sentVisible === visible || (c.sentVisible === undefined && visible)) return;
+  c.sentVisible = visible;
+  send(c, { visible });
+}
+document.addEventListener("visibilitychange", () => {
+  if (conn && conn.ws.readyState === WebSocket.OPEN) sendVisibility(conn);
+});
+
 // For tests: this tab's own size, the session's, and whether it is active.
 window.termSizes = () => ({ own: ownSize, session: sessionSize, active: sessionActive });
 el.addEventListener("keydown", claim, true);
@@ -312,6 +326,7 @@ function connect() {
     if (c !== conn) return;
     send(c, { ack: 0 }); // turn flow control on
     sendOwnSize(c);
+    sendVisibility(c);
     if (document.hasFocus()) send(c, { claim: true });
     // "connected" waits for the agent's screen: the server may still be
     // dialling the agent (after a server restart, for seconds).
