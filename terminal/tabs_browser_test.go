@@ -139,6 +139,27 @@ func (p tab) waitCells(what string, cond func(cells) bool) cells {
 	}
 }
 
+// sameCells waits until a's cells satisfy cond and b shows the very same
+// cells (size, characters, widths, colours, attributes).
+func sameCells(t *testing.T, a, b tab, what string, cond func(cells) bool) {
+	t.Helper()
+	deadline := time.Now().Add(terminaltest.WaitLong)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ca, cb := a.cells(), b.cells()
+		if cond(ca) && diffCells(ca, cb) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: timed out; %s %dx%d, %s %dx%d, %d cells differ; %s row 0 %q last %q; %s row 0 %q last %q", what,
+				a.name, ca.Cols, ca.Rows, b.name, cb.Cols, cb.Rows, diffCells(ca, cb),
+				a.name, ca.text(0), ca.text(len(ca.Cells)-1), b.name, cb.text(0), cb.text(len(cb.Cells)-1))
+		}
+		<-tick.C
+	}
+}
+
 // key presses a key that vim ignores in normal mode (a real keydown in the
 // page: the tab claims the session), and types s through xterm.js.
 func (p tab) key(s string) {
@@ -226,21 +247,17 @@ func TestBrowserTwoTabsOfDifferentSizes(t *testing.T) {
 	small.do("click", chromedp.Click(chromedp.CSS(`.xterm-screen`)))
 	small.waitCells("the small size", func(c cells) bool { return c.Cols == sCols && c.Rows == sRows })
 	small.type_("vim -Nu NONE -c 'set ruler' three.txt\r")
-	sv := small.waitCells("vim at the small size", func(c cells) bool { return vimAt(c, sCols, sRows) })
-	bv := big.waitCells("vim at the small size in the big tab", func(c cells) bool { return diffCells(sv, c) == 0 })
-	_ = bv
+	sameCells(t, small, big, "vim at the small size", func(c cells) bool { return vimAt(c, sCols, sRows) })
 
 	// Typing in the big tab: the session takes its size; vim redraws to
 	// fill it, in both tabs, cell for cell.
 	big.key("")
-	bv = big.waitCells("vim at the big size", func(c cells) bool { return vimAt(c, bCols, bRows) })
-	small.waitCells("the small tab to show the big size", func(c cells) bool { return diffCells(bv, c) == 0 })
+	sameCells(t, big, small, "vim at the big size", func(c cells) bool { return vimAt(c, bCols, bRows) })
 
 	// Back to the small tab, then it closes: the size goes back to the big
 	// tab's, and vim fills it.
 	small.key("")
-	sv = small.waitCells("vim at the small size again", func(c cells) bool { return vimAt(c, sCols, sRows) })
-	big.waitCells("the big tab to follow", func(c cells) bool { return diffCells(sv, c) == 0 })
+	sameCells(t, small, big, "vim at the small size again", func(c cells) bool { return vimAt(c, sCols, sRows) })
 	closeSmall() // closes the tab
 	big.waitCells("vim at the big size after the small tab left", func(c cells) bool { return vimAt(c, bCols, bRows) })
 }
