@@ -253,6 +253,11 @@ func TestBrowserTwoTabsOfDifferentSizes(t *testing.T) {
 	// fill it, in both tabs, cell for cell.
 	big.key("")
 	sameCells(t, big, small, "vim at the big size", func(c cells) bool { return vimAt(c, bCols, bRows) })
+	// The small window shows the bigger session by scrolling.
+	if got := small.eval(`(() => { const e = document.getElementById("terminal");
+	  return String(e.scrollWidth > e.clientWidth && e.scrollHeight > e.clientHeight && getComputedStyle(e).overflow === "auto"); })()`); got != "true" {
+		t.Errorf("the small tab cannot scroll over the bigger session")
+	}
 
 	// Back to the small tab, then it closes: the size goes back to the big
 	// tab's, and vim fills it.
