@@ -26,9 +26,10 @@ type Input struct {
 	// Claim is set when the user is working in this tab (a keystroke or
 	// focus): the session takes this tab's size.
 	Claim bool
-	// Visible is set when the message says whether the tab is visible: a
-	// hidden tab holds nobody back and gets the current screen when shown.
-	Visible *bool
+	// HasVisible is set when the message says whether the tab is
+	// Visible: a hidden tab holds nobody back and gets the current screen
+	// when shown.
+	HasVisible, Visible bool
 }
 
 // maxAck bounds one acknowledgement.
@@ -101,7 +102,9 @@ func ParseInput(b []byte) (Input, error) {
 	if w.Claim != nil {
 		in.Claim = *w.Claim
 	}
-	in.Visible = w.Visible
+	if w.Visible != nil {
+		in.HasVisible, in.Visible = true, *w.Visible
+	}
 	return in, nil
 }
 

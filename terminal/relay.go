@@ -386,8 +386,8 @@ func (rc *relayConn) copyBrowserToAgent(ctx context.Context) {
 				return
 			}
 		}
-		if in.Visible != nil {
-			if err := rc.agent.SetVisible(*in.Visible); err != nil {
+		if in.HasVisible {
+			if err := rc.agent.SetVisible(in.Visible); err != nil {
 				rc.finish(closeInternal, "workspace agent connection lost", err)
 				return
 			}

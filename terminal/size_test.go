@@ -219,3 +219,40 @@ func TestOldAgentGetsNoNewFrames(t *testing.T) {
 		t.Fatal("fake agent did not finish")
 	}
 }
+
+// TestBadFlowFramesEndTheAttach: an ack, claim or visible frame of the
+// wrong length ends that attach (not the session), and an ack of more than
+// was sent only makes the attach count as caught up.
+func TestBadFlowFramesEndTheAttach(t *testing.T) {
+	t.Parallel()
+	_, dial := newServer(t, terminal.ServerOptions{})
+	id := newID()
+	keep := terminaltest.Attach(t, dial, terminal.Params{Reconnect: id, Command: shellCmd}, terminaltest.ClientOptions{})
+	keep.WaitText(testPrompt)
+	for _, bad := range [][]byte{
+		{'a', 0, 0, 0, 3, 1, 2, 3},
+		{'v', 0, 0, 0, 2, 1, 1},
+		{'z', 0, 0, 0, 0},
+	} {
+		c, err := dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hello := []byte(`{"version":1,"reconnect":"` + id + `","features":["ack","size"]}`)
+		frame := append([]byte{'h', 0, 0, 0, byte(len(hello))}, hello...)
+		if _, err := c.Write(append(frame, bad...)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(terminaltest.WaitLong))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("frame %q: the agent did not close the attach: %v", bad[0], err)
+		}
+		c.Close()
+	}
+	// An ack far beyond what was sent.
+	if err := keep.Conn().Ack(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	keep.Type("echo $((40+2))alive\r")
+	keep.WaitText("\r\n42alive\r\n")
+}
