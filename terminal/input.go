@@ -23,6 +23,13 @@ type Input struct {
 	// rendered by the browser. The first ack turns on flow control.
 	HasAck bool
 	Ack    int
+	// Claim is set when the user is working in this tab (a keystroke or
+	// focus): the session takes this tab's size.
+	Claim bool
+	// HasVisible is set when the message says whether the tab is
+	// Visible: a hidden tab holds nobody back and gets the current screen
+	// when shown.
+	HasVisible, Visible bool
 }
 
 // maxAck bounds one acknowledgement.
@@ -30,10 +37,12 @@ const maxAck = 1 << 30
 
 // wireInput is the JSON shape of Input; absent fields stay nil.
 type wireInput struct {
-	Data   *string      `json:"data"`
-	Width  *json.Number `json:"width"`
-	Height *json.Number `json:"height"`
-	Ack    *json.Number `json:"ack"`
+	Data    *string      `json:"data"`
+	Width   *json.Number `json:"width"`
+	Height  *json.Number `json:"height"`
+	Ack     *json.Number `json:"ack"`
+	Claim   *bool        `json:"claim"`
+	Visible *bool        `json:"visible"`
 }
 
 // ParseInput parses one browser→server text message, a JSON object with
@@ -42,6 +51,9 @@ type wireInput struct {
 //	{"data":"ls\r"}               text for the PTY
 //	{"height":24,"width":80}      resize; both fields or neither
 //	{"ack":65536}                 output bytes rendered since the last ack
+//	{"claim":true}                the user works in this tab: the session
+//	                              takes its size (false is a no-op)
+//	{"visible":false}             the tab is hidden (true: shown again)
 //
 // Sizes are integers in [0, 65535]: a zero width or height makes the resize
 // a no-op (a hidden terminal measures zero), sizes above [MaxWidth] or
@@ -86,6 +98,12 @@ func ParseInput(b []byte) (Input, error) {
 			return Input{}, fmt.Errorf("parse input: ack: %w", err)
 		}
 		in.HasAck, in.Ack = true, int(n)
+	}
+	if w.Claim != nil {
+		in.Claim = *w.Claim
+	}
+	if w.Visible != nil {
+		in.HasVisible, in.Visible = true, *w.Visible
 	}
 	return in, nil
 }

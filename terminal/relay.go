@@ -62,6 +62,9 @@ type Relay struct {
 	mu     sync.Mutex
 	closed bool
 	active map[*relayConn]struct{}
+	// maxUnacked is the most bytes unacknowledged by a browser that acks
+	// (for tests).
+	maxUnacked int
 }
 
 // NewRelay returns a Relay with opts.
@@ -139,18 +142,25 @@ func (rc *relayConn) finish(code int, reason string, err error) {
 // the real reason, and [Relay.Close] ends every relay at shutdown.
 //
 // Browser → server: text messages parsed by [ParseInput] ({"data"},
-// {"width","height"}, {"ack"}). Server → browser: binary messages of raw
-// terminal output (every attach starts with the serialised screen, which
-// begins with ESC c), and one text message {"exit_code":N} when the
-// process exits, followed by close 1000 "session ended". Other closes:
+// {"width","height"} (this tab's size), {"ack"}, {"claim"}). Server →
+// browser: binary messages of raw terminal output (every attach starts
+// with the serialised screen, which begins with ESC c); text messages
+// {"size":{"width":W,"height":H,"active":B}}, in order with the output,
+// before the first screen and whenever the session's size changes or this
+// tab becomes or stops being the active one (the tab then shows W×H); and
+// one text message {"exit_code":N} when the process exits, followed by
+// close 1000 "session ended". Other closes:
 // 1001 server shutting down, 1003 binary message from the browser, 1007
 // invalid input, 1009 message above [MaxInputFrame], 1011 agent
 // unreachable, lost or unable to start the session.
 //
-// Flow control: once the browser has sent an ack, at most Window bytes of
-// binary output are unacknowledged; beyond that the relay stops reading
-// from the agent, whose per-attach queue then overflows and is replaced by
-// a fresh screen.
+// Flow control: the relay passes the browser's acks to the agent, which
+// stops reading the PTY while the fastest acking tab of the session has
+// [ServerOptions.Window] bytes undrawn (see [Conn]). As a backstop (an
+// agent without flow control), once the browser has sent an ack at most
+// Window bytes of binary output are unacknowledged at the relay; beyond
+// that the relay stops reading from the agent, whose per-attach queue then
+// overflows and is replaced by a fresh screen.
 //
 // It returns nil when the session ended or the browser closed, else the
 // reason the websocket was closed.
@@ -265,9 +275,19 @@ func (rc *relayConn) copyAgentToBrowser(ctx context.Context) {
 			// WriteMessage returns.
 			rc.mu.Lock()
 			rc.unacked += len(f.Data)
+			u, acking := rc.unacked, rc.acking
 			rc.mu.Unlock()
+			if acking {
+				rc.r.noteUnacked(u)
+			}
 			rc.r.metrics.addOut(len(f.Data))
 			if err := rc.ws.WriteMessage(websocket.BinaryMessage, f.Data); err != nil {
+				rc.finish(closeGoingAway, "write failed", fmt.Errorf("write to browser: %w", err))
+				return
+			}
+		case FrameSize:
+			msg := fmt.Sprintf(`{"size":{"width":%d,"height":%d,"active":%t}}`, f.Width, f.Height, f.Active)
+			if err := rc.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 				rc.finish(closeGoingAway, "write failed", fmt.Errorf("write to browser: %w", err))
 				return
 			}
@@ -313,6 +333,12 @@ func (rc *relayConn) waitWindow(ctx context.Context) bool {
 	}
 }
 
+func (r *Relay) noteUnacked(n int) {
+	r.mu.Lock()
+	r.maxUnacked = max(r.maxUnacked, n)
+	r.mu.Unlock()
+}
+
 func (rc *relayConn) ack(n int) {
 	rc.mu.Lock()
 	rc.acking = true
@@ -355,6 +381,22 @@ func (rc *relayConn) copyBrowserToAgent(ctx context.Context) {
 		}
 		if in.HasAck {
 			rc.ack(in.Ack)
+			if err := rc.agent.Ack(in.Ack); err != nil {
+				rc.finish(closeInternal, "workspace agent connection lost", err)
+				return
+			}
+		}
+		if in.HasVisible {
+			if err := rc.agent.SetVisible(in.Visible); err != nil {
+				rc.finish(closeInternal, "workspace agent connection lost", err)
+				return
+			}
+		}
+		if in.Claim {
+			if err := rc.agent.Claim(); err != nil {
+				rc.finish(closeInternal, "workspace agent connection lost", err)
+				return
+			}
 		}
 		if in.Data != "" {
 			if err := rc.agent.WriteInput([]byte(in.Data)); err != nil {

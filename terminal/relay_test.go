@@ -214,34 +214,6 @@ func TestRelayCloseKeepsSession(t *testing.T) {
 	}
 }
 
-// TestRelayFlowControl checks that a browser that stops acknowledging
-// stops the relay reading from the agent, so that the agent resyncs the
-// attach, and that acknowledging again brings the current screen.
-func TestRelayFlowControl(t *testing.T) {
-	t.Parallel()
-	srv, dial := newServer(t, terminal.ServerOptions{QueueBytes: 64 << 10})
-	const window = 16 << 10
-	_, base := startRelay(t, dial, terminal.RelayOptions{Window: window})
-	id := newID()
-	b := terminaltest.DialBrowser(t, ptyURL(base, id, shellCmd), terminaltest.BrowserOptions{})
-	b.WaitText(testPrompt)
-	b.Send(map[string]int{"ack": 0}) // flow control on, nothing acknowledged
-	b.Type("seq 1 1000000; echo $((40+2))done\r")
-	testutil.Eventually(t, terminaltest.WaitLong, "the agent to drop the relay's queue", func() bool {
-		_, _, drops, _ := srv.AttachStatsForTest(id)
-		return drops > 0
-	})
-	// The relay holds at most the window plus one frame unacknowledged.
-	if got, limit := b.Total(), 256<<10; got > limit {
-		t.Errorf("browser received %d bytes without acknowledging, want at most %d", got, limit)
-	}
-	b.SetAutoAck(true)
-	b.WaitText("\r\n42done\r\n")
-	if b.Resets() < 2 {
-		t.Errorf("browser saw %d screens, want a resync", b.Resets())
-	}
-}
-
 // TestRelayStress runs 200 sessions through the relay at once, each
 // printing a known pseudo-random stream, and checks every byte in order.
 // Each stream is smaller than the agent's per-attach queue, so no resync

@@ -45,6 +45,12 @@ type ServerOptions struct {
 	// whose queue would exceed it is resynced with a fresh screen. Zero
 	// means 256 KiB.
 	QueueBytes int
+	// Window bounds, for a client that acknowledges what it drew, the
+	// output queued or sent and not yet acknowledged: the session stops
+	// reading the PTY while the fastest such attach is this far behind, so
+	// that output in flight (what Ctrl+C cannot stop) is bounded by what
+	// the browser has drawn. Zero means 128 KiB.
+	Window int
 	// Metrics, if not nil, records sessions and attaches.
 	Metrics *Metrics
 	// MaxSessions caps the live sessions (`coder agent
@@ -70,6 +76,7 @@ const (
 	defaultIdleTimeout = 5 * time.Minute
 	defaultScrollback  = 10000
 	defaultQueueBytes  = 256 << 10
+	defaultWindow      = 128 << 10
 )
 
 // ErrServerClosed is returned by [Server.Serve] after [Server.Close].
@@ -113,6 +120,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = defaultQueueBytes
+	}
+	if opts.Window <= 0 {
+		opts.Window = defaultWindow
 	}
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
@@ -230,6 +240,14 @@ func (s *Server) serveConn(c net.Conn) {
 	s.metrics.addAttaches(1)
 	defer s.metrics.addAttaches(-1)
 	log.Debug("attached")
+	if len(h.Features) > 0 {
+		// The first frame: before writeLoop starts.
+		if _, err := c.Write(s.featuresFrame(h)); err != nil {
+			close(a.stop)
+			sess.detach(a)
+			return
+		}
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -243,6 +261,22 @@ func (s *Server) serveConn(c net.Conn) {
 	c.Close()
 	wg.Wait()
 	log.Debug("detached", "err", err)
+}
+
+// featuresFrame answers the hello's features with those the agent
+// supports.
+func (s *Server) featuresFrame(h hello) []byte {
+	f := features{Features: []string{}}
+	for _, x := range []string{featureAck, featureSize} {
+		if hasFeature(h.Features, x) {
+			f.Features = append(f.Features, x)
+		}
+	}
+	if hasFeature(f.Features, featureAck) {
+		f.Window = s.opts.Window
+	}
+	b, _ := json.Marshal(f) // cannot fail
+	return appendFrame(nil, frameFeatures, b)
 }
 
 // readHello reads and validates the first frame.
@@ -279,11 +313,11 @@ func (s *Server) attach(h hello, log *slog.Logger) (*session, *attach, error) {
 	if s.closed {
 		return nil, nil, ErrServerClosed
 	}
-	a := newAttach()
+	a := newAttach(h)
 	live := len(s.sessions)
 	if sess := s.sessions[h.Reconnect]; sess != nil {
 		sess.mu.Lock()
-		ok := sess.addLocked(a, h.Width, h.Height)
+		ok := sess.addLocked(a)
 		sess.mu.Unlock()
 		if ok {
 			return sess, a, nil
@@ -301,7 +335,7 @@ func (s *Server) attach(h hello, log *slog.Logger) (*session, *attach, error) {
 	s.metrics.addSessions(1)
 	a.fresh = true
 	sess.mu.Lock()
-	sess.addLocked(a, 0, 0)
+	sess.addLocked(a)
 	sess.mu.Unlock()
 	s.wg.Add(3)
 	go func() {

@@ -45,13 +45,17 @@ type session struct {
 	closeReqOnce sync.Once
 	closeReq     chan struct{} // closed to end the session (idle, Server.Close)
 	idle         *time.Timer   // fires IdleTimeout after the last detach
+	ptyClosed    chan struct{} // closed by closePTY: readPTY stops waiting
+	room         chan struct{} // buffered 1: an ack or detach may let readPTY read
 
 	mu         sync.Mutex
 	screen     Screen
 	cols, rows uint16
 	attaches   map[*attach]struct{}
-	closing    bool // idle or server close: new attaches start a new session
-	exited     bool // the process exited and all output was read
+	active     *attach // the attach whose size the session follows
+	seq        uint64  // orders attaches and claims
+	closing    bool    // idle or server close: new attaches start a new session
+	exited     bool    // the process exited and all output was read
 	exitCode   int
 }
 
@@ -66,14 +70,44 @@ type attach struct {
 	resync bool   // out was dropped: send a fresh screen next
 	fresh  bool   // the attach started its session: say so before the screen
 	drops  int    // times out was dropped, for tests
+
+	// Flow control (featureAck).
+	flow     bool // the client has acked: it gates readPTY
+	hidden   bool // the client is hidden: no output, no gating
+	unacked  int  // bytes sent to the client and not acknowledged
+	maxAhead int  // the most bytes ever queued or unacknowledged, for tests
+
+	// Sizes (featureSize).
+	sizes      bool       // the client speaks featureSize
+	cols, rows uint16     // the client's own size
+	attachSeq  uint64     // when it attached
+	claimSeq   uint64     // when it last claimed; 0: never
+	marks      []sizeMark // size frames to send at offsets of out
+	last       sizeMark   // the size last queued for the client
 }
 
-func newAttach() *attach {
+// sizeMark is a size frame due before out[at:].
+type sizeMark struct {
+	at         int
+	cols, rows uint16
+	active     bool
+}
+
+func newAttach(h hello) *attach {
 	return &attach{
 		notify: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		resync: true, // every attach starts with the screen
+		sizes:  hasFeature(h.Features, featureSize),
+		cols:   clampSize(h.Width, DefaultWidth, MaxWidth),
+		rows:   clampSize(h.Height, DefaultHeight, MaxHeight),
 	}
+}
+
+// ahead is how far the client is behind the PTY: queued plus unacknowledged
+// bytes.
+func (a *attach) ahead() int {
+	return len(a.out) + a.unacked
 }
 
 func (a *attach) wake() {
@@ -99,20 +133,22 @@ func (s *Server) startSession(h hello, log *slog.Logger) (*session, error) {
 		return nil, err
 	}
 	sess := &session{
-		srv:      s,
-		id:       h.Reconnect,
-		log:      log,
-		cmd:      cmd,
-		ptmx:     ptmx,
-		readDone: make(chan struct{}),
-		waited:   make(chan struct{}),
-		done:     make(chan struct{}),
-		closeReq: make(chan struct{}),
-		idle:     time.NewTimer(s.opts.IdleTimeout),
-		screen:   s.opts.NewScreen(int(cols), int(rows), s.opts.Scrollback),
-		cols:     cols,
-		rows:     rows,
-		attaches: make(map[*attach]struct{}),
+		srv:       s,
+		id:        h.Reconnect,
+		log:       log,
+		cmd:       cmd,
+		ptmx:      ptmx,
+		readDone:  make(chan struct{}),
+		waited:    make(chan struct{}),
+		done:      make(chan struct{}),
+		closeReq:  make(chan struct{}),
+		idle:      time.NewTimer(s.opts.IdleTimeout),
+		ptyClosed: make(chan struct{}),
+		room:      make(chan struct{}, 1),
+		screen:    s.opts.NewScreen(int(cols), int(rows), s.opts.Scrollback),
+		cols:      cols,
+		rows:      rows,
+		attaches:  make(map[*attach]struct{}),
 	}
 	log.Info("session started", "pid", cmd.Process.Pid, "command", h.Command, "width", cols, "height", rows)
 	return sess, nil
@@ -144,28 +180,154 @@ func nonblocking(f *os.File) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), "/dev/ptmx"), nil
 }
 
-// addLocked registers a on the session and resizes it to w×h (zero: keep
-// the size). It reports false if the session is ending.
-func (sess *session) addLocked(a *attach, w, h uint16) bool {
+// addLocked registers a on the session. An attach without featureSize
+// resizes the session to its size and becomes the active one, as before
+// sizes were per attach; one with it becomes active only if none is. It
+// reports false if the session is ending.
+func (sess *session) addLocked(a *attach) bool {
 	if sess.closing || sess.exited {
 		return false
 	}
-	if w != 0 && h != 0 {
-		sess.resizeLocked(w, h)
-	}
+	sess.seq++
+	a.attachSeq = sess.seq
 	sess.attaches[a] = struct{}{}
+	if !a.sizes || sess.active == nil {
+		sess.activateLocked(a)
+	}
 	sess.idle.Stop()
 	a.wake()
+	sess.wakeReader()
 	return true
 }
 
 // detach unregisters a and starts the idle timer if it was the last one.
+// If a was the active attach, the most recently active of the others (or
+// else the most recently attached) takes over, with its size.
 func (sess *session) detach(a *attach) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	delete(sess.attaches, a)
+	if sess.active == a {
+		sess.active = nil
+		var next *attach
+		for b := range sess.attaches {
+			if next == nil || b.claimSeq > next.claimSeq ||
+				b.claimSeq == next.claimSeq && b.attachSeq > next.attachSeq {
+				next = b
+			}
+		}
+		if next != nil {
+			sess.activateLocked(next)
+		}
+	}
 	if len(sess.attaches) == 0 && !sess.exited {
 		sess.idle.Reset(sess.srv.opts.IdleTimeout)
+	}
+	sess.wakeReader()
+}
+
+// claimLocked makes a the active attach (a keystroke or focus in its
+// client).
+func (sess *session) claimLocked(a *attach) {
+	sess.seq++
+	a.claimSeq = sess.seq
+	sess.activateLocked(a)
+}
+
+// activateLocked makes a the active attach and gives the session its size.
+func (sess *session) activateLocked(a *attach) {
+	sess.active = a
+	sess.resizeLocked(a.cols, a.rows)
+	sess.markSizesLocked()
+}
+
+// setSizeLocked records a's own size (a resize frame) and resizes the
+// session if a is active. A client without featureSize resizes the
+// session at once and becomes active.
+func (sess *session) setSizeLocked(a *attach, w, h uint16) {
+	a.cols, a.rows = min(w, MaxWidth), min(h, MaxHeight)
+	if !a.sizes || sess.active == a {
+		sess.activateLocked(a)
+	}
+}
+
+// markSizesLocked queues a size frame, in order with the output, for
+// every attach with featureSize whose view of the size or of being active
+// changed. An attach awaiting a screen gets the size with it.
+func (sess *session) markSizesLocked() {
+	for a := range sess.attaches {
+		if !a.sizes || a.resync {
+			continue
+		}
+		m := sizeMark{at: len(a.out), cols: sess.cols, rows: sess.rows, active: sess.active == a}
+		if m.cols == a.last.cols && m.rows == a.last.rows && m.active == a.last.active {
+			continue
+		}
+		a.marks = append(a.marks, m)
+		a.last = m
+		a.wake()
+	}
+}
+
+// ack records that a's client drew n more bytes; the first ack turns flow
+// control on for a.
+func (sess *session) ack(a *attach, n int) {
+	sess.mu.Lock()
+	a.flow = true
+	a.unacked = max(a.unacked-n, 0)
+	sess.mu.Unlock()
+	a.wake()
+	sess.wakeReader()
+}
+
+func (sess *session) wakeReader() {
+	select {
+	case sess.room <- struct{}{}:
+	default:
+	}
+}
+
+// budgetLocked is how many bytes readPTY may read now, at most n: n if
+// no attach is flow-controlled (or one is not), else what the fastest
+// flow-controlled attach has left of its window and queue.
+func (sess *session) budgetLocked(n int) int {
+	window, queue := sess.srv.opts.Window, sess.srv.opts.QueueBytes
+	gated, best := false, 0
+	for a := range sess.attaches {
+		if a.hidden {
+			continue
+		}
+		if !a.flow {
+			return n
+		}
+		gated = true
+		best = max(best, min(window-a.ahead(), queue-len(a.out)))
+	}
+	if !gated {
+		return n
+	}
+	return min(best, n)
+}
+
+// readBudget waits until readPTY may read and returns how many bytes, at
+// most n. After the process exited, or once the PTY is closed, it does
+// not wait: the rest of the output is read at once (a slow attach is
+// resynced).
+func (sess *session) readBudget(n int) int {
+	for {
+		sess.mu.Lock()
+		b := sess.budgetLocked(n)
+		sess.mu.Unlock()
+		if b > 0 {
+			return b
+		}
+		select {
+		case <-sess.room:
+		case <-sess.waited:
+			return n
+		case <-sess.ptyClosed:
+			return n
+		}
 	}
 }
 
@@ -200,13 +362,15 @@ func setSize(f *os.File, cols, rows uint16) error {
 
 // readPTY reads the PTY until it fails (EIO once the process and its
 // children have closed it, or closePTY) and feeds the screen and the
-// attaches' queues. It never waits for an attach, so a fast producer is
-// never blocked by a slow client.
+// attaches' queues. With flow control it reads only what the fastest
+// flow-controlled attach has room for (see readBudget), so a fast
+// producer blocks on the full PTY, as under a real terminal, and is held
+// back by the fastest client, never by a slower one.
 func (sess *session) readPTY() {
 	defer close(sess.readDone)
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := sess.ptmx.Read(buf)
+		n, err := sess.ptmx.Read(buf[:sess.readBudget(len(buf))])
 		if n > 0 {
 			sess.output(buf[:n])
 		}
@@ -229,10 +393,12 @@ func (sess *session) output(p []byte) {
 			// The next screen covers p.
 		case len(a.out)+len(p) > limit:
 			a.out = a.out[:0]
+			a.marks = a.marks[:0]
 			a.resync = true
 			a.drops++
 		default:
 			a.out = append(a.out, p...)
+			a.maxAhead = max(a.maxAhead, a.ahead())
 		}
 		a.wake()
 	}
@@ -281,7 +447,10 @@ func exitCode(ps *os.ProcessState, err error) int {
 }
 
 func (sess *session) closePTY() {
-	sess.closePTYOnce.Do(func() { sess.ptmx.Close() })
+	sess.closePTYOnce.Do(func() {
+		sess.ptmx.Close()
+		close(sess.ptyClosed)
+	})
 }
 
 // requestClose asks the session to end; watch does the work.
@@ -345,7 +514,25 @@ func (sess *session) readLoop(br *bufio.Reader, a *attach) error {
 				continue
 			}
 			sess.mu.Lock()
-			sess.resizeLocked(w, h)
+			sess.setSizeLocked(a, w, h)
+			sess.mu.Unlock()
+		case frameAck:
+			if len(p) != 4 {
+				return fmt.Errorf("ack frame of %d bytes", len(p))
+			}
+			sess.ack(a, int(binary.BigEndian.Uint32(p)))
+		case frameVisible:
+			if len(p) != 1 {
+				return fmt.Errorf("visible frame of %d bytes", len(p))
+			}
+			sess.mu.Lock()
+			a.hidden = p[0] == 0
+			sess.mu.Unlock()
+			a.wake()
+			sess.wakeReader()
+		case frameClaim:
+			sess.mu.Lock()
+			sess.claimLocked(a)
 			sess.mu.Unlock()
 		default:
 			return fmt.Errorf("unexpected frame %q", k)
@@ -365,17 +552,35 @@ func (sess *session) writeLoop(c net.Conn, a *attach) {
 			return
 		}
 		sess.mu.Lock()
+		if (a.hidden || a.flow && a.unacked >= sess.srv.opts.Window) && !sess.exited {
+			// The client is a window behind: hold the output here, where
+			// the queue's bound resyncs it, not in socket buffers. An ack
+			// wakes us.
+			sess.mu.Unlock()
+			continue
+		}
 		var snap []byte
+		var size *sizeMark
 		if a.resync {
 			// The screen and the queue change together under mu, so the
 			// screen plus the output queued after it has no gap and no
 			// duplicate.
 			snap = sess.screen.Serialize()
 			a.out = a.out[:0]
+			a.marks = a.marks[:0]
 			a.resync = false
+			if a.sizes {
+				a.last = sizeMark{cols: sess.cols, rows: sess.rows, active: sess.active == a}
+				size = &a.last
+			}
 		}
 		out := a.out
+		marks := append([]sizeMark(nil), a.marks...)
+		a.marks = a.marks[:0]
 		a.out, a.spare = a.spare[:0], nil
+		// Count before writing: the ack may arrive before Write returns.
+		a.unacked += len(snap) + len(out)
+		a.maxAhead = max(a.maxAhead, a.unacked)
 		fresh := a.fresh
 		a.fresh = false
 		exited, code := sess.exited, sess.exitCode
@@ -385,10 +590,19 @@ func (sess *session) writeLoop(c net.Conn, a *attach) {
 		if fresh {
 			wbuf = appendFrame(wbuf, byte(FrameNewSession), nil)
 		}
+		if size != nil {
+			wbuf = appendSize(wbuf, *size)
+		}
 		if snap != nil {
 			wbuf = appendChunked(wbuf, byte(FrameScreen), byte(FrameOutput), snap)
 		}
-		wbuf = appendChunked(wbuf, byte(FrameOutput), byte(FrameOutput), out)
+		at := 0
+		for _, m := range marks {
+			wbuf = appendChunked(wbuf, byte(FrameOutput), byte(FrameOutput), out[at:m.at])
+			wbuf = appendSize(wbuf, m)
+			at = m.at
+		}
+		wbuf = appendChunked(wbuf, byte(FrameOutput), byte(FrameOutput), out[at:])
 		if exited {
 			var p [4]byte
 			binary.BigEndian.PutUint32(p[:], uint32(int32(code)))
@@ -420,4 +634,15 @@ func (sess *session) writeLoop(c net.Conn, a *attach) {
 			return
 		}
 	}
+}
+
+// appendSize appends a size frame.
+func appendSize(dst []byte, m sizeMark) []byte {
+	var p [5]byte
+	binary.BigEndian.PutUint16(p[:2], m.cols)
+	binary.BigEndian.PutUint16(p[2:4], m.rows)
+	if m.active {
+		p[4] = 1
+	}
+	return appendFrame(dst, byte(FrameSize), p[:])
 }

@@ -34,12 +34,44 @@ const (
 	// first attach, or one after the session ended or the agent restarted).
 	// It has no payload.
 	FrameNewSession FrameKind = 'n'
+	// FrameSize reports the session's size ([Frame.Width], [Frame.Height])
+	// and whether this attach is the active one, whose size the session
+	// follows ([Frame.Active]). It comes before the first screen and,
+	// in order with the output, after every change. Only agents that
+	// announced [featureSize] send it.
+	FrameSize FrameKind = 'w'
 )
 
 const (
 	frameHello  byte = 'h'
 	frameInput  byte = 'i'
 	frameResize byte = 'r'
+	// frameAck (client→agent): the client's renderer has drawn uint32
+	// more bytes of screen and output. The first one turns flow control
+	// on for the attach.
+	frameAck byte = 'a'
+	// frameClaim (client→agent, no payload): make this attach the active
+	// one; the session takes its size.
+	frameClaim byte = 'c'
+	// frameVisible (client→agent, featureAck): 1 byte, 0 when the client
+	// is hidden (it then holds nobody back and gets no output; a fresh
+	// screen when it is visible again, 1).
+	frameVisible byte = 'v'
+	// frameFeatures (agent→client): the first frame when the hello asked
+	// for features; JSON {"features":[...],"window":N}. [Conn] consumes it.
+	frameFeatures byte = 'f'
+)
+
+// Protocol features negotiated by the hello and [frameFeatures]. An agent
+// that predates them ignores the hello's field and sends no features
+// frame, and the client then sends none of their frames.
+const (
+	// featureAck: the agent stops reading the PTY while every
+	// flow-controlled attach has Window bytes unacknowledged.
+	featureAck = "ack"
+	// featureSize: each attach has its own size; the session follows the
+	// active attach and reports its size with FrameSize.
+	featureSize = "size"
 )
 
 // MaxFramePayload is the largest payload of one wire frame. Larger input is
@@ -58,6 +90,25 @@ type hello struct {
 	Width     uint16 `json:"width"`
 	Height    uint16 `json:"height"`
 	Command   string `json:"command,omitempty"`
+	// Features the client supports; the agent answers with the ones it
+	// supports in a features frame. Absent: none (an older client).
+	Features []string `json:"features,omitempty"`
+}
+
+// features is the payload of frameFeatures.
+type features struct {
+	Features []string `json:"features"`
+	// Window is the flow-control window in bytes (with featureAck).
+	Window int `json:"window,omitempty"`
+}
+
+func hasFeature(fs []string, f string) bool {
+	for _, x := range fs {
+		if x == f {
+			return true
+		}
+	}
+	return false
 }
 
 // errFrameTooLarge is returned when a peer announces a frame above
@@ -135,6 +186,9 @@ type Frame struct {
 	Data []byte
 	// ExitCode is set for FrameExit.
 	ExitCode int
+	// Width, Height and Active are set for FrameSize.
+	Width, Height uint16
+	Active        bool
 }
 
 // Conn is a client connection to one session on the agent, made by
@@ -150,9 +204,26 @@ type Frame struct {
 // first and then input and resize frames; the agent answers with screen,
 // output, exit and error frames:
 //
-//	'h' hello   client→agent  JSON {"version":1,"reconnect":"<uuid>","width":80,"height":24,"command":""}
+//	'h' hello   client→agent  JSON {"version":1,"reconnect":"<uuid>","width":80,"height":24,"command":"",
+//	                          "features":["ack","size"]}
 //	'i' input   client→agent  raw bytes for the PTY
-//	'r' resize  client→agent  width:uint16 | height:uint16, big-endian
+//	'r' resize  client→agent  width:uint16 | height:uint16, big-endian: this
+//	                          attach's size (with "size": the session takes it
+//	                          while this attach is active; without: at once)
+//	'a' ack     client→agent  bytes:uint32 big-endian of screen and output
+//	                          drawn ("ack"); the first turns flow control on
+//	'c' claim   client→agent  no payload: this attach becomes the active one
+//	                          ("size"), as on a user's keystroke or focus
+//	'v' visible client→agent  1 byte ("ack"): 0 hidden (the attach gets no
+//	                          output and does not hold the session back), 1
+//	                          shown again (a fresh screen if it missed output)
+//	'f' features agent→client JSON {"features":["ack","size"],"window":N}: the
+//	                          first frame, only when the hello asked; [Conn]
+//	                          consumes it and sends acks and claims only then
+//	'w' size    agent→client  width:uint16 | height:uint16 | active:uint8 ("size"):
+//	                          before the first screen and, in order with the
+//	                          output, after each change of the session's size
+//	                          or of which attach is active
 //	's' screen  agent→client  first chunk of a serialised screen: it starts
 //	                          with a full reset (ESC c), so the client
 //	                          replaces what it shows; further chunks follow
@@ -167,6 +238,19 @@ type Frame struct {
 // completing it) and continues with live output, with no gap and no
 // duplication between the two. An attach that falls behind gets another
 // screen frame instead of the output it missed (a resync).
+//
+// Flow control ("ack"): the agent counts, per attach that has acked, the
+// bytes queued or sent and not yet acknowledged, and reads the PTY only
+// while the fastest such attach is below the window; the program then
+// blocks on a full PTY, as under a real terminal, and output in flight is
+// bounded by what the client has drawn. Attaches that never ack (older
+// clients) do not hold the session back; a slower attach falls behind and
+// is resynced. After the process exits the rest is read at once.
+//
+// Sizes ("size"): each attach has its own size (hello, resize); the
+// session follows the active attach: the first one, then the last to
+// claim; when the active attach leaves, the most recently active of the
+// others (or else the most recently attached) takes over.
 type Conn struct {
 	c   net.Conn
 	br  *bufio.Reader
@@ -174,10 +258,28 @@ type Conn struct {
 	// more holds output coalesced by ReadFrameCoalesced.
 	more []byte
 
-	// wmu serialises writes.
+	// wmu serialises writes and guards the feature state.
 	wmu  sync.Mutex
 	wbuf []byte
+	// feat is featUnknown until the first frame: a features frame (newer
+	// agent) or any other (older agent, featNone).
+	feat featState
+	// agentFeatures are the features the agent announced.
+	agentFeatures []string
+	// pendingAck, pendingClaim and pendingVisible hold Ack, Claim and
+	// SetVisible calls made before the agent's features are known.
+	pendingAck     int
+	pendingClaim   bool
+	pendingVisible int // -1 none, else 0 or 1
 }
+
+type featState int
+
+const (
+	featUnknown featState = iota
+	featKnown
+	featNone
+)
 
 // helloTimeout bounds writing and reading the hello.
 const helloTimeout = 10 * time.Second
@@ -200,6 +302,7 @@ func Attach(ctx context.Context, dial DialFunc, p Params) (*Conn, error) {
 		Width:     p.Width,
 		Height:    p.Height,
 		Command:   p.Command,
+		Features:  []string{featureAck, featureSize},
 	}
 	b, err := json.Marshal(h)
 	if err != nil {
@@ -220,7 +323,7 @@ func Attach(ctx context.Context, dial DialFunc, p Params) (*Conn, error) {
 		return nil, fmt.Errorf("attach session %s: write hello: %w", p.Reconnect, err)
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
-	return &Conn{c: nc, br: bufio.NewReaderSize(nc, 64<<10)}, nil
+	return &Conn{c: nc, br: bufio.NewReaderSize(nc, 64<<10), pendingAck: -1, pendingVisible: -1}, nil
 }
 
 // ReadFrame blocks until the agent sends a frame or the connection fails.
@@ -231,8 +334,22 @@ func (c *Conn) ReadFrame() (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
+	if k == frameFeatures {
+		if err := c.gotFeatures(p); err != nil {
+			return Frame{}, err
+		}
+		return c.ReadFrame()
+	}
+	c.noFeatures()
 	f := Frame{Kind: FrameKind(k), Data: p}
 	switch f.Kind {
+	case FrameSize:
+		if len(p) != 5 {
+			return Frame{}, fmt.Errorf("read frame: size frame of %d bytes", len(p))
+		}
+		f.Width, f.Height = binary.BigEndian.Uint16(p), binary.BigEndian.Uint16(p[2:])
+		f.Active = p[4] != 0
+		f.Data = nil
 	case FrameScreen, FrameOutput, FrameError, FrameNewSession:
 	case FrameExit:
 		if len(p) != 4 {
@@ -305,6 +422,140 @@ func (c *Conn) Resize(width, height uint16) error {
 	c.wbuf = appendFrame(c.wbuf[:0], frameResize, p[:])
 	if _, err := c.c.Write(c.wbuf); err != nil {
 		return fmt.Errorf("write resize: %w", err)
+	}
+	return nil
+}
+
+// gotFeatures records the agent's features frame and sends what Ack and
+// Claim held back.
+func (c *Conn) gotFeatures(p []byte) error {
+	var f features
+	if err := json.Unmarshal(p, &f); err != nil {
+		return fmt.Errorf("read frame: features: %w", err)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.feat != featUnknown {
+		return errors.New("read frame: features frame after the first frame")
+	}
+	c.feat, c.agentFeatures = featKnown, f.Features
+	if c.pendingClaim && hasFeature(f.Features, featureSize) {
+		if err := c.writeLocked(frameClaim, nil); err != nil {
+			return err
+		}
+	}
+	if c.pendingAck >= 0 && hasFeature(f.Features, featureAck) {
+		if err := c.writeAckLocked(c.pendingAck); err != nil {
+			return err
+		}
+	}
+	if c.pendingVisible >= 0 && hasFeature(f.Features, featureAck) {
+		if err := c.writeLocked(frameVisible, []byte{byte(c.pendingVisible)}); err != nil {
+			return err
+		}
+	}
+	c.pendingAck, c.pendingClaim, c.pendingVisible = -1, false, -1
+	return nil
+}
+
+// SetVisible tells the agent whether the client is visible. A hidden
+// client gets no output and does not hold the session back (its
+// acknowledgements would come slowly, if at all); shown again, it gets a
+// fresh screen if it missed output. It does nothing if the agent does not
+// support flow control.
+func (c *Conn) SetVisible(visible bool) error {
+	var v byte
+	if visible {
+		v = 1
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch c.feat {
+	case featUnknown:
+		c.pendingVisible = int(v)
+		return nil
+	case featNone:
+		return nil
+	}
+	if !hasFeature(c.agentFeatures, featureAck) {
+		return nil
+	}
+	return c.writeLocked(frameVisible, []byte{v})
+}
+
+// noFeatures notes, at the first frame, that the agent announced none.
+func (c *Conn) noFeatures() {
+	c.wmu.Lock()
+	if c.feat == featUnknown {
+		c.feat = featNone
+		c.pendingAck, c.pendingClaim, c.pendingVisible = -1, false, -1
+	}
+	c.wmu.Unlock()
+}
+
+// Ack tells the agent that the client has drawn n more bytes of screen
+// and output frames. The first call turns flow control on for this attach:
+// the agent then stops reading the PTY while n falls [ServerOptions.Window]
+// bytes behind (for the fastest of the session's flow-controlled
+// attaches). It does nothing if the agent does not support flow control.
+func (c *Conn) Ack(n int) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch c.feat {
+	case featUnknown:
+		if c.pendingAck < 0 {
+			c.pendingAck = 0
+		}
+		c.pendingAck += n
+		return nil
+	case featNone:
+		return nil
+	}
+	if !hasFeature(c.agentFeatures, featureAck) {
+		return nil
+	}
+	return c.writeAckLocked(n)
+}
+
+func (c *Conn) writeAckLocked(n int) error {
+	for {
+		m := min(n, maxAck)
+		var p [4]byte
+		binary.BigEndian.PutUint32(p[:], uint32(m))
+		if err := c.writeLocked(frameAck, p[:]); err != nil {
+			return err
+		}
+		n -= m
+		if n <= 0 {
+			return nil
+		}
+	}
+}
+
+// Claim makes this attach the session's active one: the session takes
+// this attach's size (its hello's, or its latest Resize) and every attach
+// gets a FrameSize. A user's keystroke or focus should claim. It does
+// nothing if the agent does not support it.
+func (c *Conn) Claim() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	switch c.feat {
+	case featUnknown:
+		c.pendingClaim = true
+		return nil
+	case featNone:
+		return nil
+	}
+	if !hasFeature(c.agentFeatures, featureSize) {
+		return nil
+	}
+	return c.writeLocked(frameClaim, nil)
+}
+
+func (c *Conn) writeLocked(k byte, p []byte) error {
+	c.wbuf = appendFrame(c.wbuf[:0], k, p)
+	if _, err := c.c.Write(c.wbuf); err != nil {
+		return fmt.Errorf("write frame %q: %w", k, err)
 	}
 	return nil
 }

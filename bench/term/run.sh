@@ -13,9 +13,14 @@
 # for us the relay, the tailnet, the agent and the shell) and to the rows
 # drawn by xterm.js, so a ratio can be read as network or browser time.
 #
-#   bench/term/run.sh [-r REPS (3)] [-k KEYS (200)] [-l BULK_LINES (3000000)] [-o OUT.jsonl] [-s SKIP]
+# Then Ctrl+C on a flood (flood.mjs): `yes` for 2 s, Ctrl+C, and the time
+# from the keydown to the prompt drawn again, with the bytes the page
+# received in between, for the same targets in the same run.
 #
-# -s leaves peers out: -s wetty, -s ttyd or -s wetty,ttyd.
+#   bench/term/run.sh [-r REPS (3)] [-k KEYS (200)] [-l BULK_LINES (3000000)] [-f FLOOD_REPS (5)] [-o OUT.jsonl] [-s SKIP]
+#
+# -s leaves peers out: -s wetty, -s ttyd or -s wetty,ttyd. -f 0 skips the
+# flood, -r 0 the echo and bulk runs.
 #
 # The raw JSON lines stay in OUT (default bench/out/term-<time>.jsonl, gitignored).
 #
@@ -28,10 +33,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=${SHARED_BENCH:-$(cd "$root/.." && pwd)/shared/bench}
-reps=3; keys=200; lines=3000000; out=""; skip=""
-while getopts "r:k:l:o:s:h" o; do
+reps=3; keys=200; lines=3000000; out=""; skip=""; flood=5
+while getopts "r:k:l:o:s:f:h" o; do
   case $o in
-    r) reps=$OPTARG ;; k) keys=$OPTARG ;; l) lines=$OPTARG ;; o) out=$OPTARG ;; s) skip=",$OPTARG," ;;
+    r) reps=$OPTARG ;; k) keys=$OPTARG ;; l) lines=$OPTARG ;; o) out=$OPTARG ;; s) skip=",$OPTARG," ;; f) flood=$OPTARG ;;
     *) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2 ;;
   esac
 done
@@ -65,7 +70,7 @@ if [[ ! -d $here/node_modules/playwright-core || ! -d $here/node_modules/wetty ]
   (cd "$here" && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
 # The shared scripts resolve playwright-core next to themselves.
-cp "$shared/term-bench.mjs" "$shared/term-compare.sh" "$work/"
+cp "$shared/term-bench.mjs" "$shared/term-compare.sh" "$here/flood.mjs" "$work/"
 ln -s "$here/node_modules" "$work/node_modules"
 
 # Our server and agent.
@@ -132,6 +137,11 @@ else
 fi
 
 if [[ -z $out ]]; then mkdir -p "$root/bench/out"; out=$root/bench/out/term-$(date +%Y%m%dT%H%M%S).jsonl; fi
+if [[ $flood -gt 0 ]]; then
+  log "flood.mjs --reps $flood ${targets[*]}"
+  node "$work/flood.mjs" --reps "$flood" --chromium-arg --disable-webgl --cookie "coder_session=$cookie" "${targets[@]}"
+fi
+[[ $reps -gt 0 ]] || exit 0
 log "term-compare.sh -r $reps -- --keys $keys --bulk-lines $lines --chromium-arg --disable-webgl --cookie coder_session=… ${targets[*]}"
 SHELL=/bin/bash "$work/term-compare.sh" -r "$reps" -o "$out" -- --keys "$keys" --bulk-lines "$lines" \
   --chromium-arg --disable-webgl --cookie "coder_session=$cookie" "${targets[@]}"

@@ -17,11 +17,23 @@
 // re-attaches to the same session and its screen.
 //
 // Wire protocol (see terminal/relay.go): we send JSON text messages
-// {"data":"..."}, {"height":R,"width":C} and {"ack":N} (N bytes of output
-// rendered since the last ack; the first {"ack":0} turns flow control on);
-// we receive binary messages of raw output and a text message
-// {"exit_code":N} when the session's process exits (then close 1000).
-// Any other close is retried with exponential backoff.
+// {"data":"..."}, {"height":R,"width":C} (this tab's own size: what fits
+// its window), {"ack":N} (N bytes of output rendered since the last ack;
+// the first {"ack":0} turns flow control on: the agent then reads the
+// program's output only as fast as the fastest tab draws it, so Ctrl+C
+// stops a flood at once) and {"claim":true} (the user types or clicks in
+// this tab: the session takes this tab's size) and {"visible":false|true}
+// (a hidden tab gets no output, then the current screen); we receive binary
+// messages of raw output, text messages {"size":{"width","height",
+// "active"}} (the session's size, in order with the output) and a text
+// message {"exit_code":N} when the session's process exits (then close
+// 1000). Any other close is retried with exponential backoff.
+//
+// Several tabs on one session: the session has one size, the size of the
+// tab the user last typed or clicked in (or focused). Every tab shows the
+// session at that size: a bigger window shows it in its top-left corner
+// with the rest blank, a smaller one scrolls. When the active tab closes,
+// the most recently active remaining tab gives the size.
 //
 // window.term is the xterm.js Terminal, for tests.
 
@@ -132,11 +144,78 @@ if (renderer === "webgl") {
 }
 el.dataset.renderer = renderer;
 
-function refit() {
+// --- sizes: this tab's own size, the session's size ------------------------
+
+// ownSize is what fits this tab's window; sessionSize the session's size
+// once the agent has told us (null with an agent that does not: then the
+// terminal takes our own size, as before).
+let ownSize = null;
+let sessionSize = null;
+let sessionActive = false;
+
+// fitOwn measures this tab's own size and shows the session's (or, until
+// it is known, our own).
+function fitOwn() {
   // proposeDimensions is undefined while the element is hidden.
-  if (fit.proposeDimensions()) fit.fit();
+  const d = fit.proposeDimensions();
+  if (!d || !d.cols || !d.rows) return false;
+  ownSize = { cols: d.cols, rows: d.rows };
+  if (sessionSize) showSize(sessionSize.cols, sessionSize.rows);
+  else showSize(ownSize.cols, ownSize.rows);
+  return true;
 }
-refit();
+
+// refit follows a change of the window or font: it also tells the session.
+function refit() {
+  if (fitOwn() && conn) sendOwnSize(conn);
+}
+
+function showSize(cols, rows) {
+  if (term.cols !== cols || term.rows !== rows) term.resize(cols, rows);
+}
+
+// sendOwnSize tells the session this tab's size (once per change).
+function sendOwnSize(c) {
+  const s = ownSize || { cols: term.cols, rows: term.rows };
+  if (c.sentSize && c.sentSize.cols === s.cols && c.sentSize.rows === s.rows) return;
+  c.sentSize = s;
+  send(c, { height: s.rows, width: s.cols });
+}
+
+// onSessionSize handles {"size":{...}}: resize once the output before it
+// is parsed, so the redraw after it lands at the new size.
+function onSessionSize(size) {
+  term.write("", () => {
+    sessionSize = { cols: size.width, rows: size.height };
+    sessionActive = !!size.active;
+    showSize(sessionSize.cols, sessionSize.rows);
+  });
+}
+
+// claim makes this tab the active one when the user works in it.
+function claim() {
+  if (conn && !sessionActive && conn.ws.readyState === WebSocket.OPEN) send(conn, { claim: true });
+}
+// sendVisibility tells the session whether this tab is visible: a hidden
+// tab (whose timers, and so xterm.js's parsing, run once a second) gets no
+// output and holds nobody back; shown again, it gets the current screen.
+function sendVisibility(c) {
+  const visible = document.visibilityState !== "hidden";
+  if (c.sentVisible === visible || (c.sentVisible === undefined && visible)) return;
+  c.sentVisible = visible;
+  send(c, { visible });
+}
+document.addEventListener("visibilitychange", () => {
+  if (conn && conn.ws.readyState === WebSocket.OPEN) sendVisibility(conn);
+});
+
+// For tests: this tab's own size, the session's, and whether it is active.
+window.termSizes = () => ({ own: ownSize, session: sessionSize, active: sessionActive });
+el.addEventListener("keydown", claim, true);
+el.addEventListener("mousedown", claim, true);
+window.addEventListener("focus", claim);
+
+fitOwn();
 let fitFrame = 0;
 window.addEventListener("resize", () => {
   cancelAnimationFrame(fitFrame);
@@ -205,8 +284,8 @@ function wsURL() {
   if (u.protocol === "http:") u.protocol = "ws:";
   else if (u.protocol === "https:") u.protocol = "wss:";
   u.searchParams.set("reconnect", reconnectID);
-  u.searchParams.set("width", String(term.cols));
-  u.searchParams.set("height", String(term.rows));
+  u.searchParams.set("width", String((ownSize || term).cols));
+  u.searchParams.set("height", String((ownSize || term).rows));
   if (command) u.searchParams.set("command", command);
   return u.toString();
 }
@@ -246,7 +325,9 @@ function connect() {
   ws.onopen = () => {
     if (c !== conn) return;
     send(c, { ack: 0 }); // turn flow control on
-    send(c, { height: term.rows, width: term.cols });
+    sendOwnSize(c);
+    sendVisibility(c);
+    if (document.hasFocus()) send(c, { claim: true });
     // "connected" waits for the agent's screen: the server may still be
     // dialling the agent (after a server restart, for seconds).
   };
@@ -260,6 +341,7 @@ function connect() {
         console.warn("terminal: unexpected text message", ev.data);
         return;
       }
+      if (msg.size) return onSessionSize(msg.size);
       if (typeof msg.exit_code === "number") c.exitCode = msg.exit_code;
       // A new session where this page already had one: the old one ended
       // while we were away (its process exited, it idled out, or the
@@ -349,9 +431,6 @@ term.onData((data) => {
 });
 term.onBinary((data) => {
   if (conn) send(conn, { data });
-});
-term.onResize(({ cols, rows }) => {
-  if (conn) send(conn, { height: rows, width: cols });
 });
 
 connect();

@@ -36,6 +36,16 @@ type Browser struct {
 	autoAck   bool
 	unacked   int
 	pings     int
+	size      Size // the last {"size"} message
+	sizes     int  // {"size"} messages received
+}
+
+// Size is a {"size"} message: the session's size and whether this
+// websocket's tab is the active one.
+type Size struct {
+	Width  int  `json:"width"`
+	Height int  `json:"height"`
+	Active bool `json:"active"`
 }
 
 // BrowserOptions configure DialBrowser.
@@ -104,6 +114,7 @@ func (b *Browser) read() {
 			var m struct {
 				ExitCode *int   `json:"exit_code"`
 				Session  string `json:"session"`
+				Size     *Size  `json:"size"`
 			}
 			switch {
 			case json.Unmarshal(p, &m) != nil:
@@ -112,6 +123,9 @@ func (b *Browser) read() {
 				b.exitCode = m.ExitCode
 			case m.Session == "new":
 				b.newSess++
+			case m.Size != nil:
+				b.size = *m.Size
+				b.sizes++
 			default:
 				b.err = fmt.Errorf("unexpected text message %q", p)
 			}
@@ -266,4 +280,34 @@ func (b *Browser) NewSessions() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.newSess
+}
+
+// Size returns the last {"size"} message and how many arrived.
+func (b *Browser) Size() (Size, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.size, b.sizes
+}
+
+// WaitSize waits until the last {"size"} message is want.
+func (b *Browser) WaitSize(want Size) {
+	b.t.Helper()
+	deadline := time.NewTimer(WaitLong)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		got, ch, err := b.size, b.updated, b.err
+		b.mu.Unlock()
+		if got == want {
+			return
+		}
+		if err != nil {
+			b.t.Fatalf("waiting for size %+v (last %+v): websocket ended: %v", want, got, err)
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			b.t.Fatalf("timed out waiting for size %+v; last %+v", want, got)
+		}
+	}
 }

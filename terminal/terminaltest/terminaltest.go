@@ -62,8 +62,9 @@ type Client struct {
 	exited   bool
 	exitCode int
 	errMsg   string
-	err      error         // read error that ended the client
-	updated  chan struct{} // closed and replaced on every change
+	size     terminal.Frame // the last FrameSize
+	err      error          // read error that ended the client
+	updated  chan struct{}  // closed and replaced on every change
 }
 
 // ClientOptions configure Attach.
@@ -130,6 +131,8 @@ func (c *Client) read() {
 			c.total += len(f.Data)
 		case f.Kind == terminal.FrameExit:
 			c.exited, c.exitCode = true, f.ExitCode
+		case f.Kind == terminal.FrameSize:
+			c.size = f
 		case f.Kind == terminal.FrameError:
 			c.errMsg = string(f.Data)
 		}
@@ -170,6 +173,13 @@ func (c *Client) Text() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return string(c.text)
+}
+
+// Size returns the last FrameSize received (zero if none).
+func (c *Client) Size() (width, height uint16, active bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size.Width, c.size.Height, c.size.Active
 }
 
 // Stats returns the bytes and screen frames received so far.
