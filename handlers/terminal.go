@@ -60,13 +60,19 @@ func (a *API) serveTerminalPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		w.Header().Set("Content-Security-Policy", terminalCSP)
 		return render(w, r, http.StatusOK, web.TerminalPage(web.Terminal{
-			Title:      wk.Name + "." + ag.Name,
-			WSPath:     "/api/v2/workspaceagents/" + ag.ID + "/pty",
-			AgentID:    ag.ID,
-			AgentName:  ag.Name,
-			BackURL:    workspacePath(wk.OwnerName, wk.Name),
-			StylePath:  static.Path("terminal-style.css"),
-			ScriptPath: static.Path("terminal.js"),
+			Title:       wk.Name + "." + ag.Name,
+			WSPath:      "/api/v2/workspaceagents/" + ag.ID + "/pty",
+			AgentID:     ag.ID,
+			AgentName:   ag.Name,
+			BackURL:     workspacePath(wk.OwnerName, wk.Name),
+			StylePath:   static.Path("terminal-style.css"),
+			ScriptPath:  static.Path("terminal.js"),
+			Owner:       wk.OwnerName,
+			Workspace:   wk.Name,
+			WorkspaceID: wk.ID,
+			// The owner may start it (so may a site owner, who cannot
+			// open this page).
+			CanStart: true,
 		}))
 	}
 	return notFoundErr("The agent")

@@ -234,6 +234,13 @@ type Terminal struct {
 	BackURL    string
 	StylePath  string
 	ScriptPath string
+	// Owner and Workspace name the workspace, whose API the page asks
+	// what is true when it cannot attach; WorkspaceID and CanStart are for
+	// its Start button.
+	Owner       string
+	Workspace   string
+	WorkspaceID string
+	CanStart    bool
 }
 
 // DERPRegion is a row of the deployment page's DERP table.
