@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatewaydev/coder/internal/browsertest"
 	"github.com/gatewaydev/coder/internal/testutil"
+	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/terminal/terminaltest"
 )
 
@@ -118,6 +119,20 @@ const (
 	jsStartShown = `String(!document.querySelector("[data-testid=terminal-start]").hidden)`
 )
 
+// noRC is the query of a terminal page whose shell reads no rc files, so
+// that what the machine's ~/.bashrc does at startup (a pyenv rehash that
+// waits 60 s on a stale lock, seen on the test machine) does not stall
+// tests of the page.
+var noRC = "?command=" + url.QueryEscape("bash --norc --noprofile")
+
+// openNoRC opens the terminal of workspace (agent main) with noRC and
+// waits until it is connected.
+func (p termPage) openNoRC(base, workspace string) {
+	p.t.Helper()
+	p.do("open the terminal of "+workspace, chromedp.Navigate(base+"/@owner/"+workspace+".main/terminal"+noRC), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
+	p.status("connected")
+}
+
 // typeKeys types s one key at a time, as a user would.
 func (p termPage) typeKeys(s string) {
 	p.t.Helper()
@@ -141,7 +156,7 @@ func TestBrowserTerminalInputQueue(t *testing.T) {
 	ctx := browsertest.New(t, 120*time.Second)
 	p := termPage{t: t, ctx: ctx}
 	p.login(base, "owner", "owner-password")
-	p.openTerminal(base)
+	p.openNoRC(base, "dev")
 	p.input("echo ready-$((1+1))\r")
 	p.waitLine("ready-2")
 
@@ -206,7 +221,7 @@ func TestBrowserTerminalRetryNow(t *testing.T) {
 	ctx := browsertest.New(t, 120*time.Second)
 	p := termPage{t: t, ctx: ctx}
 	p.login(base, "owner", "owner-password")
-	p.openTerminal(base)
+	p.openNoRC(base, "dev")
 	gate.down.Store(true)
 	if n := gate.cut(); n != 1 {
 		t.Fatalf("cut %d terminal websockets, want 1", n)
@@ -275,8 +290,11 @@ func TestBrowserTerminalWorkspaceStates(t *testing.T) {
 	// what the user did.
 	live := createWorkspace(t, ts.Owner, "live", "base")
 	startAgentIn(t, ts, live.Agents[0].Token, t.TempDir(), nil)
-	p.do("open the terminal of live", chromedp.Navigate(base+"/@owner/live.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
-	p.status("connected")
+	testutil.Eventually(t, 30*time.Second, "the agent of live to connect", func() bool {
+		got, err := ts.Owner.Workspace(testContext(t), "live")
+		return err == nil && got.Agents[0].Status == sdk.AgentConnected
+	})
+	p.openNoRC(base, "live")
 	p.input("echo started-$((6*7))\r")
 	p.waitLine("started-42")
 
