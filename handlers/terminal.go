@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/google/uuid"
@@ -72,8 +73,17 @@ func (a *API) serveTerminalPage(w http.ResponseWriter, r *http.Request) error {
 			WorkspaceID: wk.ID,
 			// The owner may start it (so may a site owner, who cannot
 			// open this page).
-			CanStart: true,
+			CanStart:     true,
+			AccessOrigin: accessOrigin(a.opts.AccessURL),
 		}))
 	}
 	return notFoundErr("The agent")
+}
+
+// accessOrigin is u's origin, scheme://host, or "" without u.
+func accessOrigin(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }

@@ -412,3 +412,31 @@ func TestBrowserTerminalUnderscore(t *testing.T) {
 		t.Fatalf("the underscore is not drawn: its cell (row %+v) has no light pixels", g)
 	}
 }
+
+// TestBrowserTerminalWrongOrigin (issue 14, item 5): a terminal page opened
+// at another address than the dashboard's (here localhost instead of the
+// access URL's 127.0.0.1), whose websocket the server refuses, says where
+// to open it instead of retrying for ever, and tries no websocket.
+func TestBrowserTerminalWrongOrigin(t *testing.T) {
+	t.Parallel()
+	var gate gateListener
+	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true; o.wrapListener = gate.wrap })
+	ts.pushTemplate(t, "base", testTemplate)
+	createWorkspace(t, ts.Owner, "dev", "base")
+	if ts.URL.Hostname() != "127.0.0.1" {
+		t.Fatalf("the access URL is %s, want 127.0.0.1", ts.URL)
+	}
+	other := "http://localhost:" + ts.URL.Port()
+	ctx := browsertest.New(t, 60*time.Second)
+	p := termPage{t: t, ctx: ctx}
+	p.login(other, "owner", "owner-password")
+	p.do("open the terminal at localhost", chromedp.Navigate(other+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
+	p.status("This terminal opens only at " + ts.URL.String() + ", the dashboard's address, not at " + other + ": open it there.")
+	href, _ := p.eval(`document.querySelector("[data-testid=terminal-link]").href`)
+	if !strings.HasPrefix(href, ts.URL.String()+"/@owner/dev.main/terminal?reconnect=") {
+		t.Fatalf("the link goes to %q", href)
+	}
+	if n := gate.handshakes.Load(); n != 0 {
+		t.Fatalf("the page tried %d websockets", n)
+	}
+}

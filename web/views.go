@@ -241,6 +241,9 @@ type Terminal struct {
 	Workspace   string
 	WorkspaceID string
 	CanStart    bool
+	// AccessOrigin is the dashboard's origin (scheme://host): the
+	// terminal's websocket opens only from a page there.
+	AccessOrigin string
 }
 
 // DERPRegion is a row of the deployment page's DERP table.

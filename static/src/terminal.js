@@ -16,6 +16,8 @@
 //                      stopped, starting, agent offline, deleted, logged out)
 //        data-workspace-id="{uuid}" data-can-start="true"  (optional; the
 //                      Start button of a stopped workspace)
+//        data-access-origin="https://coder.example.com"  (optional; the only
+//                      origin from which the server opens the websocket)
 //        data-back-url="/@{user}/{workspace}"></div>  (optional; the workspace page)
 //
 // The reconnect id lives in the page URL (?reconnect=<uuid>): it is created
@@ -693,4 +695,16 @@ term.onResize(({ cols, rows }) => {
   if (conn) send(conn, { height: rows, width: cols });
 });
 
-connect();
+// The server opens the terminal's websocket only from a page at the
+// dashboard's own address (its access URL): from any other address the
+// handshake is refused, and retrying would never help.
+const accessOrigin = el.dataset.accessOrigin || "";
+if (accessOrigin && accessOrigin !== location.origin && !/^wss?:/.test(el.dataset.wsPath || "")) {
+  halt(
+    `This terminal opens only at ${accessOrigin}, the dashboard's address, not at ${location.origin}: open it there.`,
+    "Open it there",
+    accessOrigin + location.pathname + location.search,
+  );
+} else {
+  connect();
+}
