@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -250,6 +251,25 @@ func TestBrowserTerminalRetryNow(t *testing.T) {
 	}
 	gate.down.Store(false)
 	p.status("connected")
+
+	// Figures, not asserted: how soon the screen is back after outages of
+	// 2 s (the page's backoff is 250 ms ×1.5 up to 2.5 s, ±20%).
+	var back []time.Duration
+	for i := 0; i < 5; i++ {
+		gate.down.Store(true)
+		if n := gate.cut(); n != 1 {
+			t.Fatalf("cut %d terminal websockets, want 1", n)
+		}
+		p.status("reconnecting in")
+		p.do("wipe", chromedp.Evaluate[chromedp.Void](`window.term.reset()`))
+		time.Sleep(2 * time.Second) // the outage itself
+		gate.down.Store(false)
+		up := time.Now()
+		p.status("connected")
+		back = append(back, time.Since(up))
+	}
+	slices.Sort(back)
+	t.Logf("screen back after a 2 s outage: p50 %v, max %v (5 rounds: %v)", back[2].Round(time.Millisecond), back[4].Round(time.Millisecond), back)
 }
 
 // TestBrowserTerminalWorkspaceStates (issue 14, item 5): the page says what
