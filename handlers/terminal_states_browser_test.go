@@ -206,6 +206,13 @@ func TestBrowserTerminalInputQueue(t *testing.T) {
 	if s, _ := p.eval(jsScreen); hasLine(s, "lost") || strings.Contains(s, "echo lost") {
 		t.Fatalf("the dropped keys reached the new shell:\n%s", strings.Join(parseScreen(s).Lines, "\n"))
 	}
+
+	// A reload whose session has ended says so too: the reconnect id in
+	// the URL names a session the user had.
+	p.input("exit\r")
+	p.status("The session ended (exit code 0).")
+	p.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
+	p.status("This is a new session: the previous one is gone")
 }
 
 // TestBrowserTerminalRetryNow (issue 14, item 2): while the page waits to

@@ -77,7 +77,8 @@ function newReconnectID() {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 let reconnectID = pageURL.searchParams.get("reconnect");
-if (!reconnectID || !UUID_RE.test(reconnectID)) reconnectID = newReconnectID();
+const reconnectFromURL = Boolean(reconnectID && UUID_RE.test(reconnectID));
+if (!reconnectFromURL) reconnectID = newReconnectID();
 
 if (el.dataset.agentName) document.title = `${el.dataset.agentName} — Terminal`;
 
@@ -290,7 +291,9 @@ function flushAck(c) {
 // hadSession: this page has shown a session, so a new one means the old
 // one is gone. restartedFrom: the exit code of the session the user
 // replaced with "Restart session" (null otherwise).
-let hadSession = false;
+// A reconnect id from the URL (a reload, a bookmark) names a session the
+// user had: count it as shown.
+let hadSession = reconnectFromURL;
 let restartedFrom = null;
 
 function clearTimers() {
