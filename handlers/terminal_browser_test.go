@@ -345,7 +345,7 @@ func (c *sniffConn) Close() error {
 // typing goes on.
 func TestBrowserTerminal(t *testing.T) {
 	t.Parallel()
-	var cut cutListener
+	var cut gateListener
 	ts := newTestServer(t, func(o *testOptions) { o.tailnet = true; o.wrapListener = cut.wrap })
 	ts.pushTemplate(t, "base", testTemplate)
 	w := createWorkspace(t, ts.Owner, "dev", "base")
@@ -431,13 +431,16 @@ func TestBrowserTerminal(t *testing.T) {
 	p.status("connected")
 	p.sameScreen("after a reload", before)
 
-	// The websocket is cut: the page says so, comes back by itself, and
-	// shows the same screen.
-	if n := cut.cutTerminals(); n != 1 {
+	// The websocket is cut (and stays down while the test wipes the
+	// screen): the page says so, comes back by itself, and shows the same
+	// screen.
+	cut.down.Store(true)
+	if n := cut.cut(); n != 1 {
 		t.Fatalf("cut %d terminal connections, want 1", n)
 	}
 	p.waitFor("the page to notice the cut", jsStatus, func(s string) bool { return strings.HasPrefix(s, "reconnecting in") })
 	p.wipe()
+	cut.down.Store(false)
 	p.status("connected")
 	p.sameScreen("after the websocket was cut", before)
 

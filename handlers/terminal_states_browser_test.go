@@ -189,6 +189,11 @@ func TestBrowserTerminalInputQueue(t *testing.T) {
 	}
 	p.status("reconnecting in")
 	p.typeKeys("echo lost\r")
+	// A paste beyond the 64 KiB bound is dropped, and the page says so.
+	p.input(strings.Repeat("x", 70<<10))
+	p.waitFor("the notice of the full queue", jsNotice, func(s string) bool {
+		return s == "Not connected: typing beyond the 64 KiB waiting to be sent is dropped (1 keystrokes or pastes so far)."
+	})
 	q := url.Values{"reconnect": {p.reconnectID()}}
 	other := terminaltest.DialBrowser(t, "ws://"+ts.URL.Host+"/api/v2/workspaceagents/"+w.Agents[0].ID+"/pty?"+q.Encode(),
 		terminaltest.BrowserOptions{Header: tokenHeader(ts.Owner.Token)})
@@ -199,7 +204,7 @@ func TestBrowserTerminalInputQueue(t *testing.T) {
 	gate.down.Store(false)
 	p.status("This is a new session: the previous one is gone")
 	p.waitFor("the notice of dropped keys", jsNotice, func(s string) bool {
-		return s == "10 keystrokes typed while disconnected were not sent: the session is new."
+		return s == "11 keystrokes typed while disconnected were not sent: the session is new."
 	})
 	p.input("echo after-$((2+3))\r")
 	p.waitLine("after-5")

@@ -648,7 +648,7 @@ function sendInput(data) {
   const n = utf8.encode(data).length;
   if (inputQueueBytes + n > INPUT_QUEUE_MAX) {
     inputDropped++;
-    showNotice(`Not connected, and 64 KiB of typing is already waiting to be sent: ${inputDropped} further keystrokes were dropped.`);
+    showNotice(`Not connected: typing beyond the 64 KiB waiting to be sent is dropped (${inputDropped} keystrokes or pastes so far).`);
     return;
   }
   inputQueue.push(data);
