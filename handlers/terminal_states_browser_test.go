@@ -21,7 +21,6 @@ import (
 
 	"github.com/gatewaydev/coder/internal/browsertest"
 	"github.com/gatewaydev/coder/internal/testutil"
-	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/terminal/terminaltest"
 )
 
@@ -286,8 +285,8 @@ func TestBrowserTerminalRetryNow(t *testing.T) {
 
 // TestBrowserTerminalWorkspaceStates (issue 14, item 5): the page says what
 // is true of the workspace instead of "reconnecting": a stopped workspace
-// says so and offers Start, which starts it, and then waits for its agent;
-// "Restart session" says that the user started a
+// says so and offers Start, which starts it; the page attaches by itself
+// once its agent connects; "Restart session" says that the user started a
 // new session; a logged-out page says to log in and reconnects once the
 // user has; a deleted workspace says it is gone and stops retrying.
 func TestBrowserTerminalWorkspaceStates(t *testing.T) {
@@ -305,7 +304,7 @@ func TestBrowserTerminalWorkspaceStates(t *testing.T) {
 	p.login(base, "owner", "owner-password")
 
 	// Stopped: the page says so and offers Start.
-	p.do("open the terminal of a stopped workspace", chromedp.Navigate(base+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
+	p.do("open the terminal of a stopped workspace", chromedp.Navigate(base+"/@owner/dev.main/terminal"+noRC), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))
 	p.status("This workspace is stopped. Start it and this terminal reconnects by itself.")
 	p.waitFor("the Start button", jsStartShown, func(s string) bool { return s == "true" })
 	p.do("click Start", chromedp.Click(chromedp.CSS(`[data-testid=terminal-start]`)))
@@ -315,18 +314,14 @@ func TestBrowserTerminalWorkspaceStates(t *testing.T) {
 	if err != nil || got.DesiredState != "running" {
 		t.Fatalf("after Start the workspace is %q (%v), want running", got.DesiredState, err)
 	}
-	// The page attaching by itself once the agent connects is the
-	// offline-agent case of TestBrowserTerminal (the same poll).
-
-	// A running workspace: its shell exits, and Restart session says
-	// what the user did.
-	live := createWorkspace(t, ts.Owner, "live", "base")
-	startAgentIn(t, ts, live.Agents[0].Token, t.TempDir(), nil)
-	testutil.Eventually(t, 30*time.Second, "the agent of live to connect", func() bool {
-		got, err := ts.Owner.Workspace(testContext(t), "live")
-		return err == nil && got.Agents[0].Status == sdk.AgentConnected
-	})
-	p.openNoRC(base, "live")
+	// Stopping revoked the agent's token: run it with a new one, and the
+	// page attaches by itself.
+	var tok struct{ Token string }
+	if err := ts.Owner.Request(ctx, http.MethodPost, "/api/v2/workspaceagents/"+w.Agents[0].ID+"/token", nil, &tok); err != nil {
+		t.Fatal(err)
+	}
+	startAgentIn(t, ts, tok.Token, t.TempDir(), nil)
+	p.status("connected")
 	p.input("echo started-$((6*7))\r")
 	p.waitLine("started-42")
 
