@@ -371,6 +371,7 @@ function connect() {
 // typed for.
 function attached(c) {
   attempt = 0;
+  window.terminalAttaches = (window.terminalAttaches || 0) + 1; // for tests
   const lostSession = c.newSession && hadSession;
   if (lostSession && restartedFrom !== null) {
     setStatus(`You started a new session; the previous one had ended (exit code ${restartedFrom}).`, "notice");
