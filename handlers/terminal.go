@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/google/uuid"
@@ -60,14 +61,29 @@ func (a *API) serveTerminalPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		w.Header().Set("Content-Security-Policy", terminalCSP)
 		return render(w, r, http.StatusOK, web.TerminalPage(web.Terminal{
-			Title:      wk.Name + "." + ag.Name,
-			WSPath:     "/api/v2/workspaceagents/" + ag.ID + "/pty",
-			AgentID:    ag.ID,
-			AgentName:  ag.Name,
-			BackURL:    workspacePath(wk.OwnerName, wk.Name),
-			StylePath:  static.Path("terminal-style.css"),
-			ScriptPath: static.Path("terminal.js"),
+			Title:       wk.Name + "." + ag.Name,
+			WSPath:      "/api/v2/workspaceagents/" + ag.ID + "/pty",
+			AgentID:     ag.ID,
+			AgentName:   ag.Name,
+			BackURL:     workspacePath(wk.OwnerName, wk.Name),
+			StylePath:   static.Path("terminal-style.css"),
+			ScriptPath:  static.Path("terminal.js"),
+			Owner:       wk.OwnerName,
+			Workspace:   wk.Name,
+			WorkspaceID: wk.ID,
+			// The owner may start it (so may a site owner, who cannot
+			// open this page).
+			CanStart:     true,
+			AccessOrigin: accessOrigin(a.opts.AccessURL),
 		}))
 	}
 	return notFoundErr("The agent")
+}
+
+// accessOrigin is u's origin, scheme://host, or "" without u.
+func accessOrigin(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }

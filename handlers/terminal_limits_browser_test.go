@@ -23,7 +23,7 @@ func TestTerminalSessionLimitPage(t *testing.T) {
 
 	base := e.ts.URL.String()
 	ctx := browsertest.New(t, 90*time.Second)
-	// The page backs off between retries (up to 30 s): wait longer than that.
+	// The page backs off between retries (up to 3 s).
 	p := termPage{t: t, ctx: ctx, wait: 60 * time.Second}
 	p.login(base, "owner", "owner-password")
 	p.do("open the terminal", chromedp.Navigate(base+"/@owner/dev.main/terminal"), chromedp.WaitVisible(chromedp.CSS(`.xterm-screen`)))

@@ -212,8 +212,11 @@ func TestBrowserTerminal(t *testing.T) {
 	screenHas("\n42-browser")
 
 	// A server restart: the client reconnects by itself.
+	// The page retries within a fraction of a second: count its attaches
+	// rather than hope to see its "reconnecting in" status.
+	attaches := eval(`String(window.terminalAttaches)`)
 	h.restartRelay()
-	status("reconnecting in")
+	waitFor("a re-attach", `String(window.terminalAttaches)`, func(s string) bool { return s != attaches })
 	status("connected")
 	typeKeys("echo $((7*7))-again\r")
 	screenHas("\n49-again")
@@ -235,9 +238,9 @@ func TestBrowserTerminal(t *testing.T) {
 
 	// The process exits: the page says so and offers a restart.
 	typeKeys("exit 3\r")
-	status("session ended (exit code 3)")
+	status("The session ended (exit code 3).")
 	do("restart", chromedp.Click(chromedp.CSS(`[data-testid=terminal-restart]`)))
-	status("connected")
+	status("You started a new session; the previous one had ended (exit code 3).")
 	if got := reconnectID(); got == id || got == "" {
 		t.Fatalf("restart kept reconnect id %q", got)
 	}

@@ -234,6 +234,16 @@ type Terminal struct {
 	BackURL    string
 	StylePath  string
 	ScriptPath string
+	// Owner and Workspace name the workspace, whose API the page asks
+	// what is true when it cannot attach; WorkspaceID and CanStart are for
+	// its Start button.
+	Owner       string
+	Workspace   string
+	WorkspaceID string
+	CanStart    bool
+	// AccessOrigin is the dashboard's origin (scheme://host): the
+	// terminal's websocket opens only from a page there.
+	AccessOrigin string
 }
 
 // DERPRegion is a row of the deployment page's DERP table.

@@ -10,7 +10,15 @@
 //        data-agent-name="{name}"            (optional; shown in the title)
 //        data-command="htop"                 (optional; else ?command= of the page URL;
 //                                             empty: the agent's login shell)
-//        data-renderer="dom|webgl"></div>    (optional; overrides DEFAULT_RENDERER)
+//        data-renderer="dom|webgl"           (optional; overrides DEFAULT_RENDERER)
+//        data-owner="{user}" data-workspace="{name}"  (optional; where the page
+//                      asks the server what is true when it cannot attach:
+//                      stopped, starting, agent offline, deleted, logged out)
+//        data-workspace-id="{uuid}" data-can-start="true"  (optional; the
+//                      Start button of a stopped workspace)
+//        data-access-origin="https://coder.example.com"  (optional; the only
+//                      origin from which the server opens the websocket)
+//        data-back-url="/@{user}/{workspace}"></div>  (optional; the workspace page)
 //
 // The reconnect id lives in the page URL (?reconnect=<uuid>): it is created
 // when absent and written back with history.replaceState, so that a reload
@@ -25,9 +33,13 @@
 // this tab: the session takes this tab's size) and {"visible":false|true}
 // (a hidden tab gets no output, then the current screen); we receive binary
 // messages of raw output, text messages {"size":{"width","height",
-// "active"}} (the session's size, in order with the output) and a text
+// "active"}} (the session's size, in order with the output), a text
 // message {"exit_code":N} when the session's process exits (then close
-// 1000). Any other close is retried with exponential backoff.
+// 1000), and {"session":"new"} before the first screen of an attach that
+// started its session. After any other close the page retries with a short
+// backoff, or, when the server cannot reach the agent or the websocket does
+// not open, first asks the workspace API why and says so (see checkState).
+// Input typed while not attached is queued and sent after the re-attach.
 //
 // Several tabs on one session: the session has one size, the size of the
 // tab the user last typed or clicked in (or focused). Every tab shows the
@@ -55,9 +67,8 @@ const FONT_KEY = "coder.terminal.fontSize";
 const FONT_DEFAULT = 14;
 const FONT_MIN = 8;
 const FONT_MAX = 32;
+const LINE_HEIGHT = 1.1;
 
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 30000;
 // Acknowledge rendered output in batches of this many bytes (or when the
 // write queue drains); the relay allows 256 KiB unacknowledged.
 const ACK_BATCH = 32 * 1024;
@@ -78,11 +89,12 @@ function newReconnectID() {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 let reconnectID = pageURL.searchParams.get("reconnect");
-if (!reconnectID || !UUID_RE.test(reconnectID)) reconnectID = newReconnectID();
+const reconnectFromURL = Boolean(reconnectID && UUID_RE.test(reconnectID));
+if (!reconnectFromURL) reconnectID = newReconnectID();
 
 if (el.dataset.agentName) document.title = `${el.dataset.agentName} — Terminal`;
 
-// --- status pill and restart button -------------------------------------
+// --- status pill, its buttons, and the notice line -------------------------
 
 const status = document.createElement("div");
 status.className = "terminal-status";
@@ -96,8 +108,26 @@ restart.className = "terminal-restart";
 restart.dataset.testid = "terminal-restart";
 restart.textContent = "Restart session";
 restart.hidden = true;
-status.append(statusText, restart);
-document.body.append(status);
+// Start: offered when the workspace is stopped and the viewer may start it.
+const startButton = document.createElement("button");
+startButton.type = "button";
+startButton.className = "terminal-restart";
+startButton.dataset.testid = "terminal-start";
+startButton.textContent = "Start workspace";
+startButton.hidden = true;
+// A link to what the user can do elsewhere: log in, or go back.
+const statusLink = document.createElement("a");
+statusLink.className = "terminal-link";
+statusLink.dataset.testid = "terminal-link";
+statusLink.hidden = true;
+status.append(statusText, startButton, restart, statusLink);
+// The notice line says what happened to input typed while disconnected.
+const notice = document.createElement("div");
+notice.className = "terminal-notice";
+notice.dataset.testid = "terminal-notice";
+notice.setAttribute("role", "status");
+notice.hidden = true;
+document.body.append(status, notice);
 
 let quietTimer = 0;
 function setStatus(text, state) {
@@ -105,8 +135,26 @@ function setStatus(text, state) {
   status.dataset.state = state;
   status.classList.remove("quiet");
   clearTimeout(quietTimer);
+  startButton.hidden = true;
+  statusLink.hidden = true;
   // "connected" fades away; the other states stay visible.
   if (state === "connected") quietTimer = setTimeout(() => status.classList.add("quiet"), 2000);
+}
+
+function showLink(text, href) {
+  statusLink.textContent = text;
+  statusLink.href = href;
+  statusLink.hidden = false;
+}
+
+let noticeTimer = 0;
+// showNotice shows text under the status pill until it is replaced or,
+// with ms, for ms.
+function showNotice(text, ms) {
+  clearTimeout(noticeTimer);
+  notice.textContent = text;
+  notice.hidden = !text;
+  if (text && ms) noticeTimer = setTimeout(() => showNotice(""), ms);
 }
 
 // --- terminal ---------------------------------------------------------------
@@ -119,6 +167,11 @@ function storedFontSize() {
 const term = new Terminal({
   fontFamily: '"DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, "Liberation Mono", monospace',
   fontSize: storedFontSize(),
+  // Rows a little taller than the font's rounded ascent + descent: with
+  // 1.0, Chromium rounds DejaVu Sans Mono's 14 px descent to 3 px, the
+  // underscore lies just below it, and the DOM renderer's rows (overflow:
+  // hidden, one cell high) cut it off: `for _, v` read `for  , v`.
+  lineHeight: LINE_HEIGHT,
   scrollback: 10000,
   // No blink: with the DOM renderer a blinking cursor delayed each echoed
   // keystroke by about one frame (term-bench echo p50 30.3 ms blinking,
@@ -291,10 +344,17 @@ function wsURL() {
 }
 
 let conn = null; // the current connection's state
-let attempt = 0; // failed attempts since the last good connection
+let attempt = 0; // failed attempts since the last good attach
 let retryTimer = 0;
 let countdownTimer = 0;
+// ended: the session's process exited; halted: nothing to retry (the
+// workspace or agent is gone, or this is the wrong address).
 let ended = false;
+let halted = false;
+// waiting: the last failure was the workspace's state (stopped, starting,
+// agent offline, logged out), so retries check that state first instead of
+// opening a websocket that would fail the same way.
+let waiting = false;
 
 function send(c, msg) {
   if (c.ws.readyState === WebSocket.OPEN) c.ws.send(JSON.stringify(msg));
@@ -308,22 +368,33 @@ function flushAck(c) {
 }
 
 // hadSession: this page has shown a session, so a new one means the old
-// one is gone.
-let hadSession = false;
+// one is gone. restartedFrom: the exit code of the session the user
+// replaced with "Restart session" (null otherwise).
+// A reconnect id from the URL (a reload, a bookmark) names a session the
+// user had: count it as shown.
+let hadSession = reconnectFromURL;
+let restartedFrom = null;
 
-function connect() {
+function clearTimers() {
   clearTimeout(retryTimer);
   clearInterval(countdownTimer);
+}
+
+function connect() {
+  if (halted) return;
+  clearTimers();
   ended = false;
+  waiting = false;
   restart.hidden = true;
-  setStatus(attempt === 0 ? "connecting" : "reconnecting", "connecting");
+  setStatus(hadSession || attempt > 0 ? "reconnecting…" : "connecting…", "connecting");
   const ws = new WebSocket(wsURL());
   ws.binaryType = "arraybuffer";
-  const c = { ws, pendingAck: 0, writing: 0, gotData: false, exitCode: null };
+  const c = { ws, pendingAck: 0, writing: 0, gotData: false, exitCode: null, opened: false };
   conn = c;
 
   ws.onopen = () => {
     if (c !== conn) return;
+    c.opened = true;
     send(c, { ack: 0 }); // turn flow control on
     sendOwnSize(c);
     sendVisibility(c);
@@ -343,22 +414,15 @@ function connect() {
       }
       if (msg.size) return onSessionSize(msg.size);
       if (typeof msg.exit_code === "number") c.exitCode = msg.exit_code;
-      // A new session where this page already had one: the old one ended
-      // while we were away (its process exited, it idled out, or the
-      // workspace agent restarted).
-      if (msg.session === "new" && hadSession) c.newSession = true;
+      // The agent started the session for this attach (it comes before
+      // the first screen): where this page already had one, the old one
+      // is gone.
+      if (msg.session === "new") c.newSession = true;
       return;
     }
     if (!c.gotData) {
       c.gotData = true;
-      attempt = 0; // the agent answered: reset the backoff
-      if (c.newSession) {
-        setStatus("new session: the previous one ended (the workspace agent may have restarted)", "notice");
-        quietTimer = setTimeout(() => setStatus("connected", "connected"), 8000);
-      } else {
-        setStatus("connected", "connected");
-      }
-      hadSession = true;
+      attached(c);
     }
     const data = new Uint8Array(ev.data);
     c.writing++;
@@ -378,47 +442,263 @@ function connect() {
       });
       return;
     }
-    scheduleReconnect(ev);
+    closed(c, ev);
   };
   // onerror is always followed by onclose.
 }
 
+// attached runs when the agent's first screen arrives: the backoff
+// resets, the page says whose session this is, and the input typed while
+// disconnected is sent, or dropped if the session is not the one it was
+// typed for.
+function attached(c) {
+  attempt = 0;
+  window.terminalAttaches = (window.terminalAttaches || 0) + 1; // for tests
+  const lostSession = c.newSession && hadSession;
+  if (lostSession && restartedFrom !== null) {
+    setStatus(`You started a new session; the previous one had ended (exit code ${restartedFrom}).`, "notice");
+    quietTimer = setTimeout(() => setStatus("connected", "connected"), 8000);
+  } else if (lostSession) {
+    setStatus(
+      "This is a new session: the previous one is gone (its shell exited, it was left unattached too long, or the workspace agent restarted).",
+      "notice",
+    );
+    quietTimer = setTimeout(() => setStatus("connected", "connected"), 8000);
+  } else {
+    setStatus("connected", "connected");
+  }
+  restartedFrom = null;
+  hadSession = true;
+  flushInputQueue(c, lostSession);
+}
+
 function sessionEnded(code) {
   ended = true;
-  setStatus(`session ended (exit code ${code})`, "ended");
+  dropInputQueue();
+  setStatus(`The session ended (exit code ${code}).`, "ended");
   restart.hidden = false;
 }
 
-function scheduleReconnect(ev) {
-  const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt) * (0.8 + 0.4 * Math.random());
+// --- retries --------------------------------------------------------------------
+
+// The retry delay starts small and grows slowly, so that the screen is
+// back soon after the server or agent answers again; it resets after an
+// attach, and the page retries at once when the tab is shown again or the
+// network comes back. Jitter spreads the retries of many tabs.
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_FACTOR = 1.5;
+const BACKOFF_MAX_MS = 2500;
+const BACKOFF_JITTER = 0.2;
+// How often the page checks a workspace that is stopped, starting, or
+// whose agent is offline.
+const STATE_POLL_MS = 1000;
+
+function backoffDelay() {
+  const d = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * BACKOFF_FACTOR ** attempt);
   attempt++;
-  const until = Date.now() + delay;
-  // Say why: the server's close reason (an offline agent closes with 1011
-  // "cannot reach the workspace agent"), or a lost connection.
-  const why = ev.reason || (ev.code === 1006 ? "connection lost" : "");
-  const tick = () => {
-    const s = Math.max(1, Math.ceil((until - Date.now()) / 1000));
-    setStatus(`reconnecting in ${s} s${why ? ` (${why})` : ""}`, "reconnecting");
-  };
-  tick();
-  countdownTimer = setInterval(tick, 1000);
-  retryTimer = setTimeout(connect, delay);
-  if (ev.code !== 1006) console.info(`terminal: closed ${ev.code} ${ev.reason}`);
+  return d * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * Math.random());
 }
 
-// Reconnect at once when the network comes back or the tab is shown again.
-function reconnectNow() {
-  if (!ended && conn && conn.ws.readyState === WebSocket.CLOSED) {
-    attempt = 0;
-    connect();
+// retryIn shows text(seconds left) and calls fn after delay ms.
+function retryIn(delay, fn, text) {
+  clearTimers();
+  const until = Date.now() + delay;
+  const tick = () => {
+    const s = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+    setStatus(text(s), "reconnecting");
+  };
+  tick();
+  countdownTimer = setInterval(tick, 250);
+  retryTimer = setTimeout(fn, delay);
+}
+
+// closed decides what to do after a websocket closed without an exit.
+function closed(c, ev) {
+  if (ev.code !== 1006) console.info(`terminal: closed ${ev.code} ${ev.reason}`);
+  switch (ev.code) {
+    case 1001: // the server is shutting down or restarting
+      retryIn(backoffDelay(), connect, (s) => `reconnecting in ${s} s (the server is restarting)`);
+      return;
+    case 1013: // the agent's session limit: the reason says what to do
+    case 1003:
+    case 1007:
+    case 1009:
+      retryIn(backoffDelay(), connect, (s) => `reconnecting in ${s} s (${ev.reason || `closed with code ${ev.code}`})`);
+      return;
+  }
+  // 1006 (the handshake failed or the connection dropped) or 1011 (the
+  // server cannot reach the agent): ask the server what is true.
+  checkState(ev.reason || (c.opened ? "connection lost" : ""));
+}
+
+// --- the workspace's state --------------------------------------------------
+
+const workspaceAPI =
+  el.dataset.owner && el.dataset.workspace
+    ? `/api/v2/users/${encodeURIComponent(el.dataset.owner)}/workspace/${encodeURIComponent(el.dataset.workspace)}`
+    : "";
+const agentName = el.dataset.agentName || "";
+const backURL = el.dataset.backUrl || "/workspaces";
+
+// workspaceState asks the server about the workspace and its agent, as the
+// user sees them: {kind, message}, kind one of unreachable, login,
+// deleted, no-agent, stopped, starting, offline, ok, error.
+async function workspaceState() {
+  if (!workspaceAPI) return { kind: "ok" };
+  let res;
+  try {
+    res = await fetch(workspaceAPI, { headers: { Accept: "application/json" }, cache: "no-store", credentials: "same-origin" });
+  } catch {
+    return { kind: "unreachable" };
+  }
+  if (res.status === 401) return { kind: "login" };
+  if (res.status === 404) return { kind: "deleted" };
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // not JSON: a proxy's error page
+  }
+  if (!res.ok) {
+    if (res.status >= 502 && res.status <= 504) return { kind: "unreachable" };
+    return { kind: "error", message: (body && body.message) || `the server answered ${res.status}` };
+  }
+  const ag = (body.agents || []).find((a) => a.id === el.dataset.agentId);
+  if (!ag) return { kind: "no-agent" };
+  if (body.desired_state === "stopped") return { kind: "stopped", workspace: body };
+  if (ag.status === "connected") return { kind: "ok" };
+  if (ag.status === "connecting") return { kind: "starting", manual: body.provisioner === "manual" };
+  return { kind: "offline" };
+}
+
+let checking = 0; // a check is in flight (its number)
+
+// checkState shows what is true after a failure and decides when to try
+// again. why is what the failed websocket said, for the case where the
+// workspace looks fine.
+async function checkState(why) {
+  clearTimers();
+  const n = ++checking;
+  const st = await workspaceState();
+  if (n !== checking || halted || (conn && conn.ws.readyState !== WebSocket.CLOSED)) return;
+  const wasWaiting = waiting;
+  waiting = false;
+  const poll = () => {
+    waiting = true;
+    clearTimers();
+    retryTimer = setTimeout(() => checkState(why), STATE_POLL_MS);
+  };
+  switch (st.kind) {
+    case "ok":
+      // The server sees the agent: retry the websocket, at once if the
+      // page was waiting for this.
+      if (wasWaiting) {
+        attempt = 0;
+        connect();
+        return;
+      }
+      retryIn(backoffDelay(), connect, (s) => `reconnecting in ${s} s${why ? ` (${why})` : ""}`);
+      return;
+    case "unreachable":
+      retryIn(backoffDelay(), connect, (s) => `reconnecting in ${s} s (cannot reach the server)`);
+      return;
+    case "error":
+      retryIn(backoffDelay(), connect, (s) => `reconnecting in ${s} s (${st.message})`);
+      return;
+    case "login":
+      setStatus("You are logged out. Log in again, here or in another tab, and this terminal reconnects by itself.", "waiting");
+      showLink("Log in", "/login?redirect=" + encodeURIComponent(location.pathname + location.search));
+      poll();
+      return;
+    case "deleted":
+      halt("This workspace was deleted (or you can no longer open it): its terminal is gone.", "Back to workspaces", "/workspaces");
+      return;
+    case "no-agent":
+      halt(`This workspace no longer has an agent named ${agentName}: open a terminal from the workspace page.`, "Workspace", backURL);
+      return;
+    case "stopped":
+      setStatus("This workspace is stopped. Start it and this terminal reconnects by itself.", "waiting");
+      if (el.dataset.canStart === "true") startButton.hidden = false;
+      poll();
+      return;
+    case "starting":
+      if (st.manual) {
+        setStatus(
+          `The workspace agent ${agentName} has not connected yet: run it on the workspace's machine (the workspace page shows how), and this terminal connects by itself.`,
+          "waiting",
+        );
+      } else {
+        setStatus(`The workspace is starting: waiting for its agent ${agentName} to connect…`, "waiting");
+      }
+      poll();
+      return;
+    case "offline":
+      setStatus(
+        `The workspace agent ${agentName} is not connected (it may be restarting, or its machine may be off or offline): this terminal reconnects when it is back.`,
+        "waiting",
+      );
+      poll();
+      return;
   }
 }
-window.addEventListener("online", reconnectNow);
+
+// halt stops retrying and says why, with a link to what the user can do.
+function halt(text, linkText, href) {
+  halted = true;
+  clearTimers();
+  dropInputQueue();
+  setStatus(text, "halted");
+  showLink(linkText, href);
+}
+
+startButton.addEventListener("click", async () => {
+  const id = el.dataset.workspaceId;
+  startButton.disabled = true;
+  setStatus("Starting the workspace…", "waiting");
+  let msg = "";
+  try {
+    const res = await fetch(`/api/v2/workspaces/${encodeURIComponent(id)}/start`, {
+      method: "POST",
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    if (!res.ok) {
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        // not JSON
+      }
+      msg = (body && body.message) || `the server answered ${res.status}`;
+    }
+  } catch {
+    msg = "cannot reach the server; try again";
+  }
+  startButton.disabled = false;
+  if (msg) {
+    setStatus(`The workspace did not start: ${msg}`, "waiting");
+    startButton.hidden = false;
+    return;
+  }
+  attempt = 0;
+  checkState("");
+});
+
+// Retry at once when the network comes back or the tab is shown again.
+function retryNow() {
+  if (ended || halted) return;
+  if (conn && conn.ws.readyState !== WebSocket.CLOSED) return;
+  attempt = 0;
+  if (waiting) checkState("");
+  else connect();
+}
+window.addEventListener("online", retryNow);
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") reconnectNow();
+  if (document.visibilityState === "visible") retryNow();
 });
 
 restart.addEventListener("click", () => {
+  restartedFrom = conn && conn.exitCode !== null ? conn.exitCode : null;
   reconnectID = newReconnectID();
   attempt = 0;
   term.reset();
@@ -426,11 +706,88 @@ restart.addEventListener("click", () => {
   term.focus();
 });
 
-term.onData((data) => {
-  if (conn) send(conn, { data });
-});
-term.onBinary((data) => {
-  if (conn) send(conn, { data });
-});
+// --- input typed while disconnected -----------------------------------------
 
-connect();
+// Keystrokes and pastes typed while the page is not attached wait here, up
+// to INPUT_QUEUE_MAX bytes (UTF-8), and are sent in order after the
+// re-attach; if the session turned out to be new, they are dropped and the
+// page says so. Beyond the bound, input is dropped and the page says so.
+const INPUT_QUEUE_MAX = 64 * 1024;
+// Queued input is sent in messages of at most this many UTF-16 units: JSON
+// escaping stays within the relay's 64 KiB message limit.
+const INPUT_CHUNK = 8 * 1024;
+const utf8 = new TextEncoder();
+let inputQueue = [];
+let inputQueueBytes = 0;
+let inputDropped = 0;
+
+function sendInput(data) {
+  const c = conn;
+  if (c && c.gotData && c.ws.readyState === WebSocket.OPEN) {
+    c.ws.send(JSON.stringify({ data }));
+    return;
+  }
+  if (ended || halted) return; // nothing will receive it
+  const n = utf8.encode(data).length;
+  if (inputQueueBytes + n > INPUT_QUEUE_MAX) {
+    inputDropped++;
+    showNotice(`Not connected: typing beyond the 64 KiB waiting to be sent is dropped (${inputDropped} keystrokes or pastes so far).`);
+    return;
+  }
+  inputQueue.push(data);
+  inputQueueBytes += n;
+  window.terminalQueuedInput = inputQueue.length;
+}
+
+function dropInputQueue() {
+  inputQueue = [];
+  inputQueueBytes = 0;
+  inputDropped = 0;
+  window.terminalQueuedInput = 0;
+}
+
+// flushInputQueue sends the queue on c, or drops it when the session is
+// not the one it was typed for.
+function flushInputQueue(c, newSession) {
+  const n = inputQueue.length;
+  const dropped = inputDropped;
+  const q = inputQueue;
+  dropInputQueue();
+  if (n === 0 && dropped === 0) return;
+  if (newSession) {
+    showNotice(`${n + dropped} keystrokes typed while disconnected were not sent: the session is new.`, 15000);
+    return;
+  }
+  // Sent in order, in messages of at most INPUT_CHUNK units (never
+  // splitting a surrogate pair).
+  let rest = q.join("");
+  while (rest) {
+    let cut = Math.min(rest.length, INPUT_CHUNK);
+    const code = rest.charCodeAt(cut - 1);
+    if (cut < rest.length && code >= 0xd800 && code <= 0xdbff) cut--;
+    send(c, { data: rest.slice(0, cut) });
+    rest = rest.slice(cut);
+  }
+  if (dropped > 0) {
+    showNotice(`Sent ${n} keystrokes typed while disconnected; ${dropped} typed after 64 KiB were waiting were dropped.`, 15000);
+  } else {
+    showNotice(`Sent ${n} keystrokes typed while disconnected.`, 5000);
+  }
+}
+
+term.onData(sendInput);
+term.onBinary(sendInput);
+
+// The server opens the terminal's websocket only from a page at the
+// dashboard's own address (its access URL): from any other address the
+// handshake is refused, and retrying would never help.
+const accessOrigin = el.dataset.accessOrigin || "";
+if (accessOrigin && accessOrigin !== location.origin && !/^wss?:/.test(el.dataset.wsPath || "")) {
+  halt(
+    `This terminal opens only at ${accessOrigin}, the dashboard's address, not at ${location.origin}: open it there.`,
+    "Open it there",
+    accessOrigin + location.pathname + location.search,
+  );
+} else {
+  connect();
+}
