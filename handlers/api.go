@@ -302,6 +302,10 @@ func (a *API) routes() {
 	mux.HandleFunc("GET /api/v2/derp-map", wu(a.serveDERPMap))
 	a.front.Attach(mux) // GET /api/v2/workspaceagents/{agent}/pty
 	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/connection", wu(a.serveAgentConnection))
+	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/listening-ports", wu(a.serveListeningPorts))
+	mux.HandleFunc("GET /api/v2/workspaces/{id}/port-share", wu(a.servePortShares))
+	mux.HandleFunc("POST /api/v2/workspaces/{id}/port-share", wu(a.servePortShareUpsert))
+	mux.HandleFunc("DELETE /api/v2/workspaces/{id}/port-share", wu(a.servePortShareDelete))
 	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}
 	}))
