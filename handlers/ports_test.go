@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,9 +44,8 @@ type sseReader struct {
 
 func openEvents(t *testing.T, b *browser, path string) *sseReader {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base.String()+path, nil)
+	// The test's context bounds every wait on the stream.
+	req, _ := http.NewRequestWithContext(testContext(t), http.MethodGet, b.base.String()+path, nil)
 	resp, err := b.hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +153,27 @@ func TestListeningPorts(t *testing.T) {
 		_, ok := hasPort(ports, port)
 		return err == nil && !ok
 	})
+}
+
+// TestListeningPortsReplica: the agent reports to replica A; a page open
+// on replica B, which never polls, lists the port live (the ports are in
+// the database, the wake goes through LISTEN/NOTIFY).
+func TestListeningPortsReplica(t *testing.T) {
+	t.Parallel()
+	a := newTestServer(t)
+	b := newTestServer(t, func(o *testOptions) { o.db = a.DB; o.noFirstUser = true; o.pollInterval = time.Hour })
+	a.pushTemplate(t, "plain", noAppsTemplate)
+	w := createWorkspace(t, a.Owner, "dev", "plain")
+	onB := loggedIn(t, b, "owner", "owner-password")
+	events := openEvents(t, onB, "/@owner/dev/events")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	row := fmt.Sprintf(`data-port="%d"`, ln.Addr().(*net.TCPAddr).Port)
+	startControlAgent(t, a, w.Agents[0].Token)
+	events.waitFor("the port on replica b", func(html string) bool { return strings.Contains(html, row) })
 }
 
 // TestListeningPortsSiteOwner: a site owner sees a member's ports.
