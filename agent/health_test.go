@@ -69,3 +69,31 @@ func TestAppHealthUnreachable(t *testing.T) {
 	a.startHealth([]sdk.App{{Slug: "web", URL: u, Healthcheck: &sdk.Healthcheck{URL: u, Interval: 1, Threshold: 1}}})
 	testutil.Eventually(t, 10*time.Second, "web unhealthy", func() bool { return a.AppHealth()["web"] == sdk.AppHealthUnhealthy })
 }
+
+// TestAppHealthBelow500: any answer below 500 is healthy, as in Coder: a
+// 404, and a redirect (not followed, here to a port nothing serves).
+func TestAppHealthBelow500(t *testing.T) {
+	t.Parallel()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/redirect" {
+			http.Redirect(w, r, closedURL, http.StatusFound)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer backend.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{logger: slog.New(slog.DiscardHandler), ctx: ctx, cancel: cancel, changed: make(chan struct{}, 1)}
+	defer a.Close()
+	a.startHealth([]sdk.App{
+		{Slug: "missing", URL: backend.URL, Healthcheck: &sdk.Healthcheck{URL: backend.URL + "/nope", Interval: 1, Threshold: 1}},
+		{Slug: "moved", URL: backend.URL, Healthcheck: &sdk.Healthcheck{URL: backend.URL + "/redirect", Interval: 1, Threshold: 1}},
+	})
+	testutil.Eventually(t, 10*time.Second, "both healthy", func() bool {
+		h := a.AppHealth()
+		return h["missing"] == sdk.AppHealthHealthy && h["moved"] == sdk.AppHealthHealthy
+	})
+}
