@@ -125,3 +125,25 @@ func TestPortScannerRealListener(t *testing.T) {
 		return !ok
 	})
 }
+
+// BenchmarkPortScan reads this machine's listening ports, as the agent
+// does every PortScanInterval (names cached: the steady state).
+func BenchmarkPortScan(b *testing.B) {
+	s := &portScanner{proc: "/proc"}
+	for b.Loop() {
+		if _, err := s.scan(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPortScanNames is a scan that walks /proc/*/fd for the process
+// names (a listening socket is new).
+func BenchmarkPortScanNames(b *testing.B) {
+	for b.Loop() {
+		s := &portScanner{proc: "/proc"}
+		if _, err := s.scan(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
