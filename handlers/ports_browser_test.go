@@ -71,7 +71,9 @@ func TestBrowserPortShare(t *testing.T) {
 		t.Fatalf("the form was replaced while in use (err %v)", err)
 	}
 	do("blur", chromedp.Blur(chromedp.CSS(row+` select[name=share_level]`)), chromedp.WaitVisible(chromedp.CSS(row2)))
+	// Focus first, as a user does: the live updates then leave the form be.
 	do("share it",
+		chromedp.Focus(chromedp.CSS(row+` select[name=share_level]`)),
 		chromedp.SetValue(chromedp.CSS(row+` select[name=share_level]`), "public"),
 		chromedp.Click(chromedp.CSS(row+` button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(row+` .badge-share-public`)),

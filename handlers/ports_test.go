@@ -397,7 +397,8 @@ func appEntry(page, slug string) string {
 // TestAppHealthOnPage: a real agent probes a real backend; the page shows
 // healthy, then unhealthy with the app's button greyed out (and why) when
 // the backend starts failing, healthy again when it recovers; an app
-// without a check shows no state; a stopped workspace greys out every app.
+// without a check shows no state; an offline agent and a stopped workspace
+// grey out every app.
 func TestAppHealthOnPage(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
@@ -415,7 +416,7 @@ agents:
 	w := createWorkspace(t, ts.Owner, "dev", "health")
 	owner := loggedIn(t, ts, "owner", "owner-password")
 	events := openEvents(t, owner, "/@owner/dev/events")
-	startControlAgent(t, ts, w.Agents[0].Token)
+	ag := startControlAgent(t, ts, w.Agents[0].Token)
 	events.waitFor("web healthy", func(html string) bool {
 		web, plain := appEntry(html, "web"), appEntry(html, "plain")
 		return strings.Contains(web, "health-healthy") && !strings.Contains(web, "app-off") &&
@@ -430,6 +431,12 @@ agents:
 	failing.Store(false)
 	events.waitFor("web healthy again", func(html string) bool {
 		return strings.Contains(appEntry(html, "web"), "health-healthy")
+	})
+	ag.Close()
+	events.waitFor("apps greyed out while the agent is offline", func(html string) bool {
+		web, plain := appEntry(html, "web"), appEntry(html, "plain")
+		return strings.Contains(web, "agent is not connected") && strings.Contains(plain, "agent is not connected") &&
+			!strings.Contains(web, "app-health")
 	})
 	if err := ts.Owner.Request(testContext(t), http.MethodPost, "/api/v2/workspaces/"+w.ID+"/stop", nil, nil); err != nil {
 		t.Fatal(err)
