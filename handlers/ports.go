@@ -432,6 +432,9 @@ func (a *API) renderAppUnavailable(w http.ResponseWriter, r *http.Request, bg *a
 			"Reload this page.",
 		}
 	}
+	// The app's request went out without the dashboard's headers; this
+	// page is the dashboard's.
+	setSecurityHeaders(w.Header())
 	return render(w, r, http.StatusBadGateway, web.AppUnavailable(p))
 }
 

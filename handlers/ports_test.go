@@ -105,6 +105,7 @@ func TestListeningPorts(t *testing.T) {
 	events := openEvents(t, owner, "/@owner/dev/events")
 	startControlAgent(t, ts, w.Agents[0].Token)
 
+	opened := time.Now()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +117,7 @@ func TestListeningPorts(t *testing.T) {
 	events.waitFor("the port on the page", func(html string) bool {
 		return strings.Contains(html, row) && strings.Contains(html, process)
 	})
+	t.Logf("figure: listener opened → on the page's event stream in %v (agent scan every 200 ms)", time.Since(opened))
 	ports, err := ts.listeningPorts(t, ts.Owner, w.Agents[0].ID)
 	if err != nil {
 		t.Fatal(err)
@@ -144,10 +146,12 @@ func TestListeningPorts(t *testing.T) {
 		t.Errorf("bad id: %v, want 404", err)
 	}
 
+	closed := time.Now()
 	ln.Close()
 	events.waitFor("the port gone from the page", func(html string) bool {
 		return strings.Contains(html, `data-testid="ports"`) && !strings.Contains(html, row)
 	})
+	t.Logf("figure: listener closed → gone from the page's event stream in %v", time.Since(closed))
 	testutil.Eventually(t, 10*time.Second, "port gone from the API", func() bool {
 		ports, err := ts.listeningPorts(t, ts.Owner, w.Agents[0].ID)
 		_, ok := hasPort(ports, port)
@@ -481,6 +485,9 @@ agents:
 		body := readBody(t, resp)
 		if resp.StatusCode != http.StatusBadGateway || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 			t.Fatalf("%s: %d %q, want a 502 page:\n%s", what, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || resp.Header.Get("X-Frame-Options") != "SAMEORIGIN" {
+			t.Errorf("%s: the page lacks the dashboard's headers (CSP %q)", what, csp)
 		}
 		for _, s := range append([]string{`data-testid="app-unavailable"`, "What to do", `href="/@owner/dev"`, "<nav"}, want...) {
 			if !strings.Contains(body, s) {
