@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test ./terminal/vt -run '^$$' -fuzz FuzzTerminal -fuzztime $(FUZZTIME)
 	$(GO) test ./tailnet -run '^$$' -fuzz FuzzParseDERPMap -fuzztime $(FUZZTIME)
 	$(GO) test ./tailnet -run '^$$' -fuzz FuzzRegister -fuzztime $(FUZZTIME)
+	$(GO) test ./agent -run '^$$' -fuzz FuzzParseProcNetTCP -fuzztime $(FUZZTIME)
 
 bench: build
 	./bench/run.sh

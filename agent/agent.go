@@ -52,6 +52,10 @@ type Options struct {
 	// NoTailnet keeps the agent off the tailnet (tests of the control
 	// connection alone).
 	NoTailnet bool
+	// PortScanInterval is how often the agent reads the workspace's
+	// listening TCP ports and reports changes; zero means
+	// DefaultPortScanInterval.
+	PortScanInterval time.Duration
 }
 
 // Agent is a running workspace agent. Create it with New; Close stops it.
@@ -64,6 +68,11 @@ type Agent struct {
 	mu        sync.Mutex
 	manifest  *sdk.AgentManifest
 	connected bool
+	// reports (listening ports, app health) and the health checks that
+	// feed it; changed wakes the control connection to send them.
+	reports reports
+	health  healthChecks
+	changed chan struct{}
 
 	closeOnce sync.Once
 	ctx       context.Context
@@ -88,8 +97,12 @@ func New(opts Options) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel,
-		procs: userproc.New(userproc.Options{Dir: opts.Directory})}
-	a.wg.Add(1)
+		procs: userproc.New(userproc.Options{Dir: opts.Directory}), changed: make(chan struct{}, 1)}
+	if opts.PortScanInterval <= 0 {
+		opts.PortScanInterval = DefaultPortScanInterval
+	}
+	a.wg.Add(2)
+	go a.portLoop(opts.PortScanInterval)
 	go a.connectLoop()
 	if !opts.NoTailnet {
 		a.wg.Add(1)
@@ -191,6 +204,7 @@ func (a *Agent) connectOnce(connected func()) error {
 		a.mu.Unlock()
 	}()
 	a.logger.Info("connected to server", "agent", m.AgentName, "workspace", m.WorkspaceName, "owner", m.OwnerName)
+	a.startHealth(m.Apps)
 
 	// The server sends nothing after the manifest; a read that fails tells
 	// us the connection is gone.
@@ -205,8 +219,21 @@ func (a *Agent) connectOnce(connected func()) error {
 	}()
 	t := time.NewTicker(sdk.AgentHeartbeatInterval)
 	defer t.Stop()
+	// Listening ports and app health: all of them now, then each change.
+	var sent sentVersions
+	if err := a.sendReports(conn, &sent); err != nil {
+		conn.Close()
+		<-readErr
+		return err
+	}
 	for {
 		select {
+		case <-a.changed:
+			if err := a.sendReports(conn, &sent); err != nil {
+				conn.Close()
+				<-readErr
+				return err
+			}
 		case err := <-readErr:
 			return fmt.Errorf("read: %w", err)
 		case <-a.ctx.Done():

@@ -43,6 +43,9 @@ type Target struct {
 	// with [Options.Dialer] and keeps its connections to it for the next
 	// request.
 	AgentID string
+	// Slug names the app, for the error page ([BadGateway]); empty for a
+	// port.
+	Slug string
 }
 
 // Port is the TCP port of an app URL (its explicit port, or 80/443).
@@ -86,6 +89,10 @@ type Options struct {
 	// and how long an agent's connection pool outlives its last request;
 	// zero means 30 s.
 	IdleTimeout time.Duration
+	// WriteError, if set, writes the response when the agent or the app
+	// does not answer: it gets a *[BadGateway]. Nil means a line of text
+	// with status 502. A [Server]'s proxy uses the Server's.
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // Proxy reverse-proxies requests to workspace apps through [Options.Dialer].
@@ -208,6 +215,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	t := r.Context().Value(targetKey{}).(Target)
 	p.opts.Logger.Debug("app proxy", "url", t.URL.Redacted(), "agent_id", t.AgentID, "err", err)
+	if p.opts.WriteError != nil {
+		port, _ := Port(t.URL)
+		p.opts.WriteError(w, r, &BadGateway{AgentID: t.AgentID, Slug: t.Slug, Port: port, Prefix: t.Prefix, Err: err})
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusBadGateway)
 	fmt.Fprintf(w, "%s: is the workspace running, and is the app listening on %s?\n", ErrBadGateway, t.URL.Host)

@@ -69,6 +69,9 @@ type App struct {
 	// URL is the app's URL on the agent, as its template wrote it, like
 	// http://localhost:8080.
 	URL string
+	// Offline: the agent is not connected. The app answers a
+	// [BadGateway] at once instead of waiting for a dial to time out.
+	Offline bool
 }
 
 // Agent is an agent whose terminal a visitor may open.
@@ -159,6 +162,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if po.Dialer == nil {
 		po.Dialer = opts.Dialer
+	}
+	if po.WriteError == nil {
+		po.WriteError = opts.WriteError
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{opts: opts, proxy: NewProxy(po), ctx: ctx, cancel: cancel}
@@ -269,10 +275,14 @@ func (s *Server) servePathApp(w http.ResponseWriter, r *http.Request, p Path, sl
 		http.Redirect(w, r, prefix+"/", http.StatusSeeOther)
 		return r, nil
 	}
+	if app.Offline {
+		port, _ := Port(target)
+		return r, &BadGateway{AgentID: app.AgentID, Slug: slug, Port: port, Prefix: prefix, Offline: true}
+	}
 	for _, h := range dashboardHeaders {
 		w.Header().Del(h)
 	}
-	s.proxy.Serve(w, r, Target{URL: target, Prefix: prefix, AgentID: app.AgentID})
+	s.proxy.Serve(w, r, Target{URL: target, Prefix: prefix, AgentID: app.AgentID, Slug: slug})
 	return r, nil
 }
 

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -174,8 +175,23 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	lastWrite := time.Now()
 	for {
 		conn.SetReadDeadline(time.Now().Add(agentReadTimeout))
-		if _, _, err := conn.NextReader(); err != nil {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
 			return nil
+		}
+		// Every message counts as a heartbeat; some carry more.
+		var env sdk.AgentMessage
+		if err := json.Unmarshal(msg, &env); err != nil {
+			log.Debug("agent message is not JSON", "err", err)
+		}
+		switch env.Type {
+		case sdk.AgentMessageHeartbeat:
+		case sdk.AgentMessageListeningPorts:
+			a.agentListeningPorts(ctx, log, ag, wk.ID, msg)
+		case sdk.AgentMessageAppHealth:
+			a.agentAppHealth(ctx, log, ag, wk.ID, msg)
+		default:
+			log.Debug("agent message of unknown type", "type", env.Type)
 		}
 		if time.Since(lastWrite) >= agentDBWriteEvery {
 			lastWrite = time.Now()

@@ -302,6 +302,10 @@ func (a *API) routes() {
 	mux.HandleFunc("GET /api/v2/derp-map", wu(a.serveDERPMap))
 	a.front.Attach(mux) // GET /api/v2/workspaceagents/{agent}/pty
 	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/connection", wu(a.serveAgentConnection))
+	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/listening-ports", wu(a.serveListeningPorts))
+	mux.HandleFunc("GET /api/v2/workspaces/{id}/port-share", wu(a.servePortShares))
+	mux.HandleFunc("POST /api/v2/workspaces/{id}/port-share", wu(a.servePortShareUpsert))
+	mux.HandleFunc("DELETE /api/v2/workspaces/{id}/port-share", wu(a.servePortShareDelete))
 	mux.HandleFunc("/api/", h(func(w http.ResponseWriter, r *http.Request) error {
 		return &HTTPError{Code: http.StatusNotFound, Msg: "There is no API route " + r.Method + " " + r.URL.Path + "."}
 	}))
@@ -337,14 +341,20 @@ func (a *API) routes() {
 // serveApp).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "same-origin")
-		h.Set("X-Frame-Options", "SAMEORIGIN")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'self'; base-uri 'self'; form-action 'self'")
+		setSecurityHeaders(w.Header())
 		next.ServeHTTP(w, r)
 	})
+}
+
+// setSecurityHeaders sets the headers of securityHeaders on h (again, for
+// a dashboard page written where an app's response was going: the 502
+// page).
+func setSecurityHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'self'; base-uri 'self'; form-action 'self'")
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -173,7 +173,7 @@ func (z *appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.A
 			}
 			switch why := a.pathAppAccess(app.Share, user, wk); why {
 			case appOpens:
-				return apps.App{AgentID: ag.ID, URL: app.URL}, nil
+				return apps.App{AgentID: ag.ID, URL: app.URL, Offline: agentStatus(ag, time.Now()) != sdk.AgentConnected}, nil
 			case appPrivate:
 				return notFound()
 			default:
@@ -198,7 +198,10 @@ func (z *appAuthorizer) AuthorizeAgent(r *http.Request, _ apps.Visitor, agentID 
 // path app that does not open here, else the error page or JSON.
 func (a *API) writeFrontError(w http.ResponseWriter, r *http.Request, err error) {
 	var ref appRefused
+	var bg *apps.BadGateway
 	switch {
+	case errors.As(err, &bg):
+		err = a.renderAppUnavailable(w, r, bg)
 	case errors.Is(err, apps.ErrPathAppsDisabled):
 		err = a.refuseApp(w, r, appsDisabled)
 	case errors.As(err, &ref):

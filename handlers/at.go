@@ -43,6 +43,8 @@ func (a *API) agentRoute(p apps.Path, r *http.Request) http.Handler {
 	switch {
 	case p.Rest == "terminal" && r.Method == http.MethodGet:
 		return a.withUser(a.serveTerminalPage)
+	case r.Method == http.MethodPost && portShareRoute(r, p.Rest):
+		return a.withUser(a.servePortShareForm)
 	}
 	// Path apps: the front door.
 	return a.front.PathAppHandler(p)

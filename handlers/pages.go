@@ -334,6 +334,14 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 	if !a.opts.BrowserOnly {
 		p.SSHHost = "coder." + v.Name
 	}
+	reports, err := a.db.AgentReportsByWorkspace(r.Context(), v.ID)
+	if err != nil {
+		return p, err
+	}
+	shares, err := a.db.ListPortShares(r.Context(), v.ID)
+	if err != nil {
+		return p, err
+	}
 	for _, ag := range v.Agents {
 		va := web.Agent{
 			ID: ag.ID, Name: ag.Name, Status: ag.Status, OS: ag.OS, Arch: ag.Arch, Version: ag.Version,
@@ -357,8 +365,14 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 			va.SSHCommand = "coder ssh " + target
 		}
 		for _, app := range ag.Apps {
-			va.Apps = append(va.Apps, a.appView(base+"."+url.PathEscape(ag.Name), app))
+			av := a.appView(base+"."+url.PathEscape(ag.Name), app)
+			if app.Healthcheck != nil && ag.Status == sdk.AgentConnected {
+				av.Health = reports[ag.ID].Health[app.Slug]
+			}
+			av.Off = appOff(v.DesiredState, ag.Status, av.Health)
+			va.Apps = append(va.Apps, av)
 		}
+		va.Ports = a.portsView(userFrom(r), v, ag, reports[ag.ID], shares, base+"."+url.PathEscape(ag.Name))
 		if v.Provisioner == sdk.ProvisionerManual {
 			tok := ag.Token
 			if tok == "" {

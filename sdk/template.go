@@ -27,6 +27,12 @@ const (
 	SharePublic        = "public"
 )
 
+// Bounds of an app's health check.
+const (
+	MaxHealthcheckInterval  = 3600
+	MaxHealthcheckThreshold = 100
+)
+
 // MaxTemplateSize bounds a template file.
 const MaxTemplateSize = 64 << 10
 
@@ -57,8 +63,10 @@ type App struct {
 	Healthcheck *Healthcheck `yaml:"healthcheck" json:"healthcheck,omitempty"`
 }
 
-// Healthcheck of an app: the agent polls URL every Interval seconds and
-// marks the app unhealthy after Threshold failures.
+// Healthcheck of an app: the agent polls URL (on its localhost) every
+// Interval seconds (zero means 5) and marks the app unhealthy after
+// Threshold consecutive failures (zero means 3). A response below 500 is a
+// success, as in Coder.
 type Healthcheck struct {
 	URL       string `yaml:"url" json:"url"`
 	Interval  int    `yaml:"interval" json:"interval"`
@@ -216,16 +224,22 @@ func (t *Template) validate(doc *yaml.Node) error {
 			}
 			if h := app.Healthcheck; h != nil {
 				hu, err := url.Parse(h.URL)
-				if err != nil || h.URL == "" {
-					return bad(fmt.Sprintf("app %q: healthcheck url %q is not a URL", app.Slug, h.URL), at("healthcheck")...)
+				if err != nil || (hu.Scheme != "http" && hu.Scheme != "https") || hu.Host == "" {
+					return bad(fmt.Sprintf("app %q: healthcheck url %q must be an http URL on the agent, like http://localhost:8080/healthz", app.Slug, h.URL), at("healthcheck")...)
 				}
 				if err := checkPort(hu); err != nil {
 					return bad(fmt.Sprintf("app %q: healthcheck url %q: %v", app.Slug, h.URL, err), at("healthcheck")...)
 				}
-				if h.Interval <= 0 {
+				if h.Interval < 0 || h.Interval > MaxHealthcheckInterval {
+					return bad(fmt.Sprintf("app %q: healthcheck interval %d must be 1 to %d seconds", app.Slug, h.Interval, MaxHealthcheckInterval), at("healthcheck")...)
+				}
+				if h.Threshold < 0 || h.Threshold > MaxHealthcheckThreshold {
+					return bad(fmt.Sprintf("app %q: healthcheck threshold %d must be 1 to %d failures", app.Slug, h.Threshold, MaxHealthcheckThreshold), at("healthcheck")...)
+				}
+				if h.Interval == 0 {
 					h.Interval = 5
 				}
-				if h.Threshold <= 0 {
+				if h.Threshold == 0 {
 					h.Threshold = 3
 				}
 			}

@@ -239,6 +239,7 @@ func (db *DB) AgentHeartbeat(ctx context.Context, id string) error {
 
 // AgentDisconnected records that the agent's connection ended.
 func (db *DB) AgentDisconnected(ctx context.Context, id string) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE workspace_agents SET disconnected_at = now() WHERE id = $1`, id)
+	_, err := db.Pool.Exec(ctx, `UPDATE workspace_agents SET disconnected_at = now(),
+		listening_ports = '[]', app_health = '{}' WHERE id = $1`, id)
 	return err
 }

@@ -66,6 +66,13 @@ type App struct {
 	// authenticated users in the template; path-app sharing is off on this
 	// deployment"; empty when it does not.
 	Note string
+	// Health is the app's health check state (initializing, healthy,
+	// unhealthy); empty for an app without one.
+	Health string
+	// Off, when not empty, says why the app cannot open now (workspace
+	// stopped, agent offline, unhealthy): the button is greyed out with it
+	// as its title.
+	Off string
 }
 
 // AppRefusedPage says why a path app did not open, and what to do.
@@ -99,6 +106,9 @@ type Agent struct {
 	// ManualCommand is the command that starts this agent elsewhere, for
 	// manual templates; Token is set only right after it was made.
 	ManualCommand string
+	// Ports are the TCP ports listening in the workspace, and the ports
+	// shared while nothing listens on them (see ports.go).
+	Ports AgentPorts
 }
 
 // WorkspacePage is one workspace.

@@ -18,7 +18,26 @@ function liveAgents() {
     // nothing that did not change, so that a click, a focus or a text
     // selection in the cards is not lost to a redraw.
     if (next.innerHTML.trim() === el.innerHTML.trim()) return;
+    // A form the user is filling in (a port's share level) is not
+    // replaced under them: the update waits until focus leaves it.
+    if (document.activeElement?.closest("#agents form")) {
+      pending = next.content.cloneNode(true);
+      el.dataset.pending = "1";
+      return;
+    }
+    pending = null;
+    delete el.dataset.pending;
     el.replaceChildren(next.content);
+  });
+  let pending = null;
+  el.addEventListener("focusout", () => {
+    requestAnimationFrame(() => {
+      if (pending && !document.activeElement?.closest("#agents form")) {
+        el.replaceChildren(pending);
+        pending = null;
+        delete el.dataset.pending;
+      }
+    });
   });
   es.addEventListener("deleted", () => {
     es.close();
