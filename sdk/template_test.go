@@ -66,6 +66,8 @@ func TestParseTemplateErrors(t *testing.T) {
 		{"app port empty", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: 'http://localhost:'\n", 5, "port"},
 		{"healthcheck port", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        healthcheck: {url: 'http://localhost:70000/healthz'}\n", 6, "not a TCP port"},
 		{"agent_url port", "agent_url: http://x:65536\nagents: [{name: a}]\n", 1, "not a TCP port"},
+		{"identity headers on a public app", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        subdomain: true\n        share: public\n        identity_headers: true\n", 8, "identity_headers"},
+		{"identity headers on a path app", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        share: authenticated\n        identity_headers: true\n", 7, "subdomain: true"},
 		{"wrong type", "agents: 5\n", 1, ""},
 		{"too big", strings.Repeat("#", sdk.MaxTemplateSize+1), 0, "limit"},
 	} {
