@@ -13,6 +13,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/static"
 	"github.com/gatewaydev/coder/store"
@@ -369,7 +370,8 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 			va.SSHCommand = "coder ssh " + target
 		}
 		for _, app := range ag.Apps {
-			va.Apps = append(va.Apps, a.appView(base+"."+url.PathEscape(ag.Name), app))
+			va.Apps = append(va.Apps, a.appLink(base+"."+url.PathEscape(ag.Name),
+				apps.AppHost{Slug: app.Slug, Agent: ag.Name, Workspace: v.Name, User: v.OwnerName}, app))
 		}
 		if v.Provisioner == sdk.ProvisionerManual {
 			tok := ag.Token

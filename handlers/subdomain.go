@@ -15,6 +15,7 @@ import (
 	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/store"
+	"github.com/gatewaydev/coder/web"
 )
 
 // Defaults of the app tokens' lifetimes.
@@ -337,4 +338,31 @@ func (a *API) countAppRedirect(r *http.Request, host string) error {
 		return &HTTPError{Code: http.StatusBadRequest, Msg: "This app asked you to sign in again and again: your browser does not keep the app's sign-in cookie. Allow cookies for " + a.wildcard.String() + ", then open the app again from the workspace page."}
 	}
 	return nil
+}
+
+// appLink is an app as the workspace page shows it. A subdomain app
+// (subdomain: true in its template) links to its own host under the
+// wildcard, where the template's sharing level applies; without a
+// wildcard it falls back to its path URL (when path apps are on) and the
+// page says so.
+func (a *API) appLink(agentPath string, h apps.AppHost, app sdk.App) web.App {
+	v := a.appView(agentPath, app)
+	if !app.Subdomain {
+		return v
+	}
+	if a.wildcard != nil {
+		v.URL = a.opts.AccessURL.Scheme + "://" + a.wildcard.Host(h.String()) + "/"
+		v.Note = ""
+		return v
+	}
+	note := "a subdomain app, but this deployment has no wildcard access URL (--wildcard-access-url)"
+	if v.URL == "" {
+		v.Note = note + " and path apps are off: it cannot be opened here"
+		return v
+	}
+	v.Note = note + ": opened by path instead"
+	if app.Share != sdk.ShareOwner && !a.opts.DangerousAllowPathAppSharing {
+		v.Note += ", for the workspace's owner only"
+	}
+	return v
 }

@@ -301,6 +301,14 @@ func TestSubdomainApps(t *testing.T) {
 		t.Errorf("token step: Set-Cookie %q, Location %q", sc, resp.Header.Get("Location"))
 	}
 
+	t.Run("workspace page links", func(t *testing.T) {
+		resp := owner.get(ts.URL.String()+"/@owner/dev", nil)
+		body := readBody(t, resp)
+		if !strings.Contains(body, `href="`+e.appURL("mine--main--dev--owner", "/")+`"`) || strings.Contains(body, "/@owner/dev.main/apps/mine/") {
+			t.Errorf("the workspace page does not link the subdomain app: %q", body)
+		}
+	})
+
 	t.Run("sharing levels and identity", func(t *testing.T) {
 		bob := newAppBrowser(t, ts)
 		bob.login("bob", "bob-password")
@@ -582,4 +590,25 @@ func metricValue(t *testing.T, ts *testServer, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestSubdomainAppLinkFallback: without a wildcard, the workspace page
+// links a subdomain app by its path URL and says why; with path apps off
+// too, it offers no link and says so.
+func TestSubdomainAppLinkFallback(t *testing.T) {
+	t.Parallel()
+	for _, off := range []bool{false, true} {
+		ts := newTestServer(t, func(o *testOptions) {
+			o.configure = func(opts *handlers.Options) { opts.DisablePathApps = off }
+		})
+		ts.pushTemplate(t, "sub", subdomainTemplate(8080))
+		createWorkspace(t, ts.Owner, "dev", "sub")
+		b := loggedIn(t, ts, "owner", "owner-password")
+		body := readBody(t, b.do("GET", "/@owner/dev", nil, nil))
+		link := strings.Contains(body, `href="/@owner/dev.main/apps/mine/"`)
+		note := strings.Contains(body, "no wildcard access URL (--wildcard-access-url)")
+		if !note || link == off || off && !strings.Contains(body, "path apps are off: it cannot be opened here") {
+			t.Errorf("path apps off=%v: link %v, note %v: %q", off, link, note, body)
+		}
+	}
 }
