@@ -537,6 +537,7 @@ func TestSubdomainApps(t *testing.T) {
 		`coderd_apps_tokens_refused_total{from="cookie"}`:         5,
 		`coderd_apps_requests_total{code="200",kind="subdomain"}`: 5,
 		`coderd_apps_requests_total{code="200",kind="port"}`:      2,
+		`coderd_apps_response_bytes_total{kind="subdomain"}`:      100,
 	} {
 		if v := metricValue(t, ts, name); v < min {
 			t.Errorf("%s = %v, want at least %v", name, v, min)
