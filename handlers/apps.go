@@ -114,6 +114,9 @@ type appAuthorizer struct {
 	a *API
 	// targets keeps the workspaces that path apps resolved to, briefly.
 	targets appTargetCache
+	// users keeps the users and app-session generations of app tokens,
+	// briefly.
+	users tokenUsers
 }
 
 // Authenticate attaches the user of r's session or API token to its

@@ -189,6 +189,7 @@ func (a *API) serveLogoutForm(w http.ResponseWriter, r *http.Request) error {
 		if err := a.db.BumpAppSessionGeneration(r.Context(), id); err != nil {
 			return err
 		}
+		a.appAuthz.forgetUser(id)
 	}
 	if err := a.sessions.Destroy(r.Context()); err != nil {
 		return err

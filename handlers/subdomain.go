@@ -152,16 +152,12 @@ var errAppTokenRefused = errors.New("app token refused")
 // still exists and has not logged out since, and the app's sharing level
 // lets them in.
 func (z *appAuthorizer) AuthorizeToken(ctx context.Context, t apps.Token, app apps.SubdomainApp) (apps.Identity, error) {
-	gen, err := z.a.db.AppSessionGeneration(ctx, t.UserID)
+	u, gen, err := z.tokenUser(ctx, t.UserID)
 	if err != nil {
-		return apps.Identity{}, err
+		return apps.Identity{}, fmt.Errorf("%w: user: %w", errAppTokenRefused, err)
 	}
 	if gen != t.Generation {
 		return apps.Identity{}, fmt.Errorf("%w: the user logged out", errAppTokenRefused)
-	}
-	u, err := z.a.db.UserByID(ctx, t.UserID)
-	if err != nil {
-		return apps.Identity{}, fmt.Errorf("%w: user: %w", errAppTokenRefused, err)
 	}
 	if !subdomainAccess(app.Share, u.ID, app.OwnerID) {
 		return apps.Identity{}, fmt.Errorf("%w: share level %s", errAppTokenRefused, app.Share)
@@ -365,4 +361,56 @@ func (a *API) appLink(agentPath string, h apps.AppHost, app sdk.App) web.App {
 		v.Note += ", for the workspace's owner only"
 	}
 	return v
+}
+
+// tokenUserTTL is how long AuthorizeToken reuses a user and their
+// app-session generation, so that an app's page and its assets do not
+// each read them. A logout on this replica applies at once (forgetUser);
+// on another replica, within this time.
+const tokenUserTTL = time.Second
+
+type tokenUserEntry struct {
+	u       store.User
+	gen     int64
+	expires time.Time
+}
+
+// tokenUsers caches tokenUser's reads for tokenUserTTL.
+type tokenUsers struct {
+	mu      sync.Mutex
+	entries map[string]tokenUserEntry
+}
+
+// tokenUser returns the user id and their app-session generation.
+func (z *appAuthorizer) tokenUser(ctx context.Context, id string) (store.User, int64, error) {
+	now := time.Now()
+	c := &z.users
+	c.mu.Lock()
+	e, ok := c.entries[id]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.u, e.gen, nil
+	}
+	gen, err := z.a.db.AppSessionGeneration(ctx, id)
+	if err != nil {
+		return store.User{}, 0, err
+	}
+	u, err := z.a.db.UserByID(ctx, id)
+	if err != nil {
+		return store.User{}, 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= appTargetCacheSize {
+		c.entries = map[string]tokenUserEntry{}
+	}
+	c.entries[id] = tokenUserEntry{u: u, gen: gen, expires: now.Add(tokenUserTTL)}
+	return u, gen, nil
+}
+
+// forgetUser drops id from the cache (after a logout).
+func (z *appAuthorizer) forgetUser(id string) {
+	z.users.mu.Lock()
+	delete(z.users.entries, id)
+	z.users.mu.Unlock()
 }

@@ -455,6 +455,11 @@ func TestSubdomainApps(t *testing.T) {
 				t.Errorf("path %s: %d %q: did not stay in the app", p, resp.StatusCode, body)
 			}
 		}
+		// Hop-by-hop headers stop at the proxy; X-Forwarded-* are set.
+		owner.get(mine, http.Header{"Connection": {"X-Hop"}, "X-Hop": {"1"}, "Te": {"trailers"}, "X-Forwarded-For": {"203.0.113.9"}})
+		if h := e.app.last().Header; h.Get("X-Hop") != "" || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" {
+			t.Errorf("the app received headers %v", h)
+		}
 		// Websocket echo, with the cookie.
 		u, _ := url.Parse(mine)
 		d := websocket.Dialer{NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
