@@ -43,13 +43,13 @@ func TestAppToken(t *testing.T) {
 	keys := newKey("k1")
 	now := time.Now()
 	host := "code--main--dev--alice"
-	tok := apps.Token{UserID: "u1", Host: host, AgentID: "a1", WorkspaceID: "w1", Method: apps.AccessSubdomain,
+	tok := apps.Token{UserID: "user-0123456789abcdef", Host: host, AgentID: "a1", WorkspaceID: "w1", Method: apps.AccessSubdomain,
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix()}
 	s, err := apps.SealToken(ctx, keys, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(s, "u1") || strings.Contains(s, "alice") || strings.Count(s, ".") != 4 {
+	if strings.Contains(s, "user-0123456789abcdef") || strings.Contains(s, "main--dev--alice") || strings.Count(s, ".") != 4 {
 		t.Fatalf("token %q is not an opaque compact JWE", s)
 	}
 	got, err := apps.OpenToken(ctx, keys, s, now, apps.AccessSubdomain, host)
