@@ -192,7 +192,9 @@ func (s *Server) HandleSubdomain(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		label, ok := so.Wildcard.Label(r.Host)
-		if !ok {
+		// The dashboard's own host may sit under a broad wildcard
+		// (*.example.com for coder.example.com): it stays the dashboard.
+		if !ok || s.opts.AccessURL != nil && strings.EqualFold(r.Host, s.opts.AccessURL.Host) {
 			next.ServeHTTP(w, r)
 			return
 		}

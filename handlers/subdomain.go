@@ -180,7 +180,7 @@ func subdomainAccess(share, userID, ownerID string) bool {
 // onAppHost tells whether r came to a host under the wildcard (an app's
 // error page is rendered there).
 func (a *API) onAppHost(r *http.Request) bool {
-	if a.wildcard == nil {
+	if a.wildcard == nil || strings.EqualFold(r.Host, a.opts.AccessURL.Host) {
 		return false
 	}
 	_, ok := a.wildcard.Label(r.Host)
