@@ -58,6 +58,8 @@ fuzz:
 	$(GO) test ./sdk -run '^$$' -fuzz FuzzParseTemplate -fuzztime $(FUZZTIME)
 	$(GO) test ./apps -run '^$$' -fuzz FuzzAppPath -fuzztime $(FUZZTIME)
 	$(GO) test ./apps -run '^$$' -fuzz FuzzRewriteSetCookie -fuzztime $(FUZZTIME)
+	$(GO) test ./apps -run '^$$' -fuzz FuzzParseAppHost -fuzztime $(FUZZTIME)
+	$(GO) test ./apps -run '^$$' -fuzz FuzzWildcardLabel -fuzztime $(FUZZTIME)
 	$(GO) test ./terminal -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME)
 	$(GO) test ./terminal/vt -run '^$$' -fuzz FuzzTerminal -fuzztime $(FUZZTIME)
 	$(GO) test ./tailnet -run '^$$' -fuzz FuzzParseDERPMap -fuzztime $(FUZZTIME)

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,13 @@ type Target struct {
 	// Slug names the app, for the error page ([BadGateway]); empty for a
 	// port.
 	Slug string
+	// Host: the app has a host of its own (a subdomain app or port URL),
+	// so the request's path goes on whole (Prefix is ignored), and the
+	// app's cookies keep their Path (only their Domain is dropped).
+	Host bool
+	// Headers are set on the request to the app (identity headers), after
+	// every request header named Coder-* is removed.
+	Headers http.Header
 }
 
 // Port is the TCP port of an app URL (its explicit port, or 80/443).
@@ -180,7 +188,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t Target) {
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	t := pr.In.Context().Value(targetKey{}).(Target)
 	pr.SetURL(t.URL)
-	rest := strings.TrimPrefix(pr.In.URL.Path, t.Prefix)
+	rest := pr.In.URL.Path
+	if !t.Host {
+		rest = strings.TrimPrefix(rest, t.Prefix)
+	}
 	if !strings.HasPrefix(rest, "/") {
 		rest = "/" + rest
 	}
@@ -189,9 +200,19 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.Out.Host = t.URL.Host
 	pr.SetXForwarded()
-	pr.Out.Header.Set("X-Forwarded-Prefix", t.Prefix)
+	if !t.Host {
+		pr.Out.Header.Set("X-Forwarded-Prefix", t.Prefix)
+	}
 	for _, h := range p.opts.StripHeaders {
 		pr.Out.Header.Del(h)
+	}
+	for name := range pr.Out.Header {
+		if strings.HasPrefix(name, "Coder-") {
+			pr.Out.Header.Del(name)
+		}
+	}
+	for name, v := range t.Headers {
+		pr.Out.Header[name] = v
 	}
 	stripCookies(pr.Out, p.opts.StripCookies)
 }
@@ -204,7 +225,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if sc := resp.Header.Values("Set-Cookie"); len(sc) > 0 {
 		resp.Header.Del("Set-Cookie")
 		for _, line := range sc {
-			if c, ok := RewriteSetCookie(line, t.Prefix, p.opts.StripCookies); ok {
+			rewrite := RewriteSetCookie
+			if t.Host {
+				rewrite = rewriteHostSetCookie
+			}
+			if c, ok := rewrite(line, t.Prefix, p.opts.StripCookies); ok {
 				resp.Header.Add("Set-Cookie", c)
 			}
 		}
@@ -282,6 +307,10 @@ func (p *Proxy) transport(agentID string) (*http.Transport, error) {
 				}
 				return dialer.DialAgent(ctx, agentID, uint16(port))
 			},
+			// An HTTPS app on the agent's localhost (a port URL's "s"
+			// form) has a self-signed certificate at best; the hop to it
+			// is already inside the tailnet's encryption.
+			TLSClientConfig:       &tls.Config{InsecureSkipVerify: true},
 			MaxIdleConns:          p.opts.MaxIdleConnsPerAgent,
 			MaxIdleConnsPerHost:   p.opts.MaxIdleConnsPerAgent,
 			IdleConnTimeout:       p.opts.IdleTimeout,
@@ -393,4 +422,23 @@ func RewriteSetCookie(line, prefix string, drop []string) (string, bool) {
 		return "", false
 	}
 	return out, true
+}
+
+// rewriteHostSetCookie vets one Set-Cookie line of an app on a host of its
+// own: its Path stays, its Domain is dropped (so that an app cannot set a
+// cookie on the wildcard's parent domain for every other app to receive),
+// and a cookie named like one of drop is refused.
+func rewriteHostSetCookie(line, _ string, drop []string) (string, bool) {
+	c, err := http.ParseSetCookie(line)
+	if err != nil {
+		return "", false
+	}
+	for _, n := range drop {
+		if strings.EqualFold(c.Name, n) {
+			return "", false
+		}
+	}
+	c.Domain = ""
+	out := c.String()
+	return out, out != ""
 }

@@ -128,6 +128,11 @@ type ServerOptions struct {
 	// Proxy configures the app proxy; its Logger and Dialer default to the
 	// Server's.
 	Proxy Options
+	// Subdomain turns on subdomain apps and port URLs; nil leaves them off
+	// (HandleSubdomain then hands every request on).
+	Subdomain *SubdomainOptions
+	// Metrics counts app requests and tokens; nil counts nothing.
+	Metrics *Metrics
 	// WriteError writes the response for an error: an *[Error], an error of
 	// the Authorizer, or ErrPathAppsDisabled. It is required.
 	WriteError func(w http.ResponseWriter, r *http.Request, err error)
@@ -182,11 +187,33 @@ func (s *Server) Attach(mux *http.ServeMux) {
 	mux.HandleFunc(PTYRoute, s.servePTY)
 }
 
-// HandleSubdomain returns a handler that serves subdomain apps, whose host
-// names the app, and hands every other request to next. Subdomain apps are
-// not served yet: it returns next.
+// HandleSubdomain returns a handler that serves subdomain apps and port
+// URLs, whose host under [SubdomainOptions.Wildcard] names the app, and
+// hands every other request to next. A host under the wildcard that names
+// no app gets a 400 from WriteError, never next (the dashboard).
 func (s *Server) HandleSubdomain(next http.Handler) http.Handler {
-	return next
+	so := s.opts.Subdomain
+	if so == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		label, ok := so.Wildcard.Label(r.Host)
+		// The dashboard's own host may sit under a broad wildcard
+		// (*.example.com for coder.example.com): it stays the dashboard.
+		if !ok || s.opts.AccessURL != nil && strings.EqualFold(r.Host, s.opts.AccessURL.Host) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		kind := "subdomain"
+		if h, err := ParseAppHost(label); err == nil && h.Port != 0 {
+			kind = "port"
+		}
+		s.opts.Metrics.instrument(kind, w, r, func(w http.ResponseWriter, r *http.Request) {
+			if err := s.serveSubdomain(w, r, label); err != nil {
+				s.opts.WriteError(w, r, err)
+			}
+		})
+	})
 }
 
 // PathAppHandler returns the handler of the path app that p names
@@ -201,11 +228,16 @@ func (s *Server) PathAppHandler(p Path) http.Handler {
 		return nil
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r, err := s.servePathApp(w, r, p, slug); err != nil {
-			s.opts.WriteError(w, r, err)
-		}
+		s.opts.Metrics.instrument("path", w, r, func(w http.ResponseWriter, r *http.Request) {
+			if r, err := s.servePathApp(w, r, p, slug); err != nil {
+				s.opts.WriteError(w, r, err)
+			}
+		})
 	})
 }
+
+// Metrics returns the Server's metrics (nil when it has none).
+func (s *Server) Metrics() *Metrics { return s.opts.Metrics }
 
 // Proxy returns the Server's app proxy.
 func (s *Server) Proxy() *Proxy { return s.proxy }

@@ -63,6 +63,9 @@ type Options struct {
 	// DangerousAllowPathAppSiteOwnerAccess lets users with the owner role
 	// open other users' path apps. Off (the default), they are refused.
 	DangerousAllowPathAppSiteOwnerAccess bool
+	// AppTokenLifetime is how long an app token (subdomain apps) opens
+	// its app before a page load renews it; zero means one hour.
+	AppTokenLifetime time.Duration
 }
 
 // API is the primary server's HTTP surface. Create it with New, serve
@@ -83,15 +86,21 @@ type API struct {
 	// extraSettings are added to the deployment page by the assembly.
 	extraSettings []web.Setting
 	// tailnet is the coordination server; nil when Options.Tailnet is off.
-	tailnet      *tailnet.Server
-	derpMap      *tailcfg.DERPMap
-	node         serverNode
-	relay        *terminal.Relay
-	front        *apps.Server
-	net          netStatus
-	replicaID    string
-	serverSecret string
-	handler      http.Handler
+	tailnet *tailnet.Server
+	derpMap *tailcfg.DERPMap
+	node    serverNode
+	relay   *terminal.Relay
+	front   *apps.Server
+	// wildcard is the parsed WildcardAccessURL; nil when subdomain apps
+	// are off. tokenKeys, appAuthz and appTokenLifetime serve them.
+	wildcard         *apps.Wildcard
+	tokenKeys        *appTokenKeys
+	appAuthz         *appAuthorizer
+	appTokenLifetime time.Duration
+	net              netStatus
+	replicaID        string
+	serverSecret     string
+	handler          http.Handler
 
 	// draining is closed by BeginShutdown: long-lived responses end.
 	draining  chan struct{}
@@ -109,6 +118,17 @@ func New(opts Options) (*API, error) {
 	if opts.StatusPollInterval == 0 {
 		opts.StatusPollInterval = time.Second
 	}
+	var wildcard *apps.Wildcard
+	if opts.WildcardAccessURL != "" {
+		w, err := apps.ParseWildcard(opts.WildcardAccessURL)
+		if err != nil {
+			return nil, fmt.Errorf("wildcard access URL %q: %w", opts.WildcardAccessURL, err)
+		}
+		wildcard = &w
+	}
+	if opts.AppTokenLifetime <= 0 {
+		opts.AppTokenLifetime = defaultAppTokenLifetime
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &API{
 		opts:     opts,
@@ -118,7 +138,11 @@ func New(opts Options) (*API, error) {
 		draining: make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
+
+		wildcard:         wildcard,
+		appTokenLifetime: opts.AppTokenLifetime,
 	}
+	a.appAuthz = &appAuthorizer{a: a}
 	a.sessions = scs.New()
 	a.sessions.Store = pgxstore.NewWithCleanupInterval(opts.DB.Pool, 0)
 	a.sessions.Lifetime = 14 * 24 * time.Hour
@@ -163,10 +187,22 @@ func New(opts Options) (*API, error) {
 	if a.tailnet != nil {
 		dialer = a
 	}
+	appMetrics := apps.NewMetrics()
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(appMetrics)
+	}
+	var sub *apps.SubdomainOptions
+	if wildcard != nil {
+		a.tokenKeys = newAppTokenKeys(opts.DB, appTokenKeyRotation, opts.AppTokenLifetime)
+		sub = &apps.SubdomainOptions{Wildcard: *wildcard, Authorizer: a.appAuthz, Keys: a.tokenKeys,
+			AuthRedirectURL: opts.AccessURL.JoinPath(apps.AuthRedirectPath)}
+	}
 	a.front = apps.NewServer(apps.ServerOptions{
 		Logger:          a.logger.With("component", "apps"),
 		AccessURL:       opts.AccessURL,
-		Authorizer:      &appAuthorizer{a: a},
+		Authorizer:      a.appAuthz,
+		Subdomain:       sub,
+		Metrics:         appMetrics,
 		Dialer:          dialer,
 		Relay:           a.relay,
 		BrowserOnly:     opts.BrowserOnly,
@@ -246,6 +282,9 @@ func (a *API) janitor() {
 		if err := a.db.DeleteExpiredSessions(a.ctx); err != nil && a.ctx.Err() == nil {
 			a.logger.Warn("delete expired sessions", "err", err)
 		}
+		if err := a.db.DeleteExpiredAppTokenKeys(a.ctx); err != nil && a.ctx.Err() == nil {
+			a.logger.Warn("delete expired app token keys", "err", err)
+		}
 		select {
 		case <-a.ctx.Done():
 			return
@@ -300,6 +339,7 @@ func (a *API) routes() {
 	mux.HandleFunc("POST /api/v2/workspaceagents/{id}/token", wu(a.serveRegenerateAgentToken))
 	mux.HandleFunc("GET /api/v2/workspaceagents/me/connect", h(a.serveAgentConnect))
 	mux.HandleFunc("GET /api/v2/derp-map", wu(a.serveDERPMap))
+	mux.HandleFunc("GET "+apps.AuthRedirectPath, a.serveAppAuthRedirect)
 	a.front.Attach(mux) // GET /api/v2/workspaceagents/{agent}/pty
 	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/connection", wu(a.serveAgentConnection))
 	mux.HandleFunc("GET /api/v2/workspaceagents/{id}/listening-ports", wu(a.serveListeningPorts))
@@ -324,13 +364,15 @@ func (a *API) routes() {
 		a.serveError(w, r, &HTTPError{Code: http.StatusForbidden, Msg: "Cross-site request refused. Submit the form from the dashboard itself."})
 	}))
 	browser := a.refuseNULPath(cop.Handler(a.sessions.LoadAndSave(securityHeaders(mux))))
-	a.handler = a.metrics.instrument(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Hosts under the wildcard are apps' own origins: the front door
+	// serves them (with metrics of its own), never the dashboard.
+	a.handler = a.front.HandleSubdomain(a.metrics.instrument(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tailnetPaths[r.URL.Path] {
 			a.tailnet.ServeHTTP(w, r)
 			return
 		}
 		browser.ServeHTTP(w, r)
-	}))
+	})))
 }
 
 // securityHeaders sets headers every dashboard response carries. Only

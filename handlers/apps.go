@@ -76,7 +76,7 @@ func (a *API) pathAppAccess(share string, u *store.User, wk store.Workspace) app
 // Coder-Session-Token header, which only the CLI sends, is stripped
 // (apps.Options.StripHeaders).
 func (a *API) dashboardCookies() []string {
-	return []string{a.sessions.Cookie.Name}
+	return []string{apps.TokenCookie, a.sessions.Cookie.Name}
 }
 
 // appResponseHeaders are response headers of a path app that never reach
@@ -114,6 +114,9 @@ type appAuthorizer struct {
 	a *API
 	// targets keeps the workspaces that path apps resolved to, briefly.
 	targets appTargetCache
+	// users keeps the users and app-session generations of app tokens,
+	// briefly.
+	users tokenUsers
 }
 
 // Authenticate attaches the user of r's session or API token to its

@@ -122,6 +122,9 @@ func TestPathApps(t *testing.T) {
 	if len(app.cookies) < 3 {
 		t.Fatalf("the app saw %d requests", len(app.cookies))
 	}
+	if v := metricValue(t, ts, `coderd_apps_requests_total{code="200",kind="path"}`); v < 3 {
+		t.Errorf("path app requests counted: %v", v)
+	}
 }
 
 // TestPathAppsBrowserOnly (issue 12): in browser-only mode an app opens

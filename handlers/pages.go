@@ -13,6 +13,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/sdk"
 	"github.com/gatewaydev/coder/static"
 	"github.com/gatewaydev/coder/store"
@@ -35,6 +36,12 @@ func render(w http.ResponseWriter, r *http.Request, code int, c templ.Component)
 }
 
 func (a *API) nav(r *http.Request, active string) web.Nav {
+	if a.onAppHost(r) {
+		// An error page on an app's host: the dashboard's look, from the
+		// dashboard's address; no script, no user.
+		base := strings.TrimSuffix(a.opts.AccessURL.String(), "/")
+		return web.Nav{Base: base, StylePath: base + static.Path("app-style.css")}
+	}
 	n := web.Nav{Active: active, StylePath: static.Path("app-style.css"), ScriptPath: static.Path("app.js")}
 	if u, ok := r.Context().Value(userKey).(store.User); ok {
 		n.Username, n.IsOwner = u.Username, u.Role == store.RoleOwner
@@ -177,6 +184,13 @@ func (a *API) serveLoginForm(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) serveLogoutForm(w http.ResponseWriter, r *http.Request) error {
+	// Logging out ends the user's app sessions (subdomain apps) too.
+	if id := a.sessions.GetString(r.Context(), sessionUserKey); id != "" {
+		if err := a.db.BumpAppSessionGeneration(r.Context(), id); err != nil {
+			return err
+		}
+		a.appAuthz.forgetUser(id)
+	}
 	if err := a.sessions.Destroy(r.Context()); err != nil {
 		return err
 	}
@@ -365,7 +379,8 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 			va.SSHCommand = "coder ssh " + target
 		}
 		for _, app := range ag.Apps {
-			av := a.appView(base+"."+url.PathEscape(ag.Name), app)
+			av := a.appLink(base+"."+url.PathEscape(ag.Name),
+				apps.AppHost{Slug: app.Slug, Agent: ag.Name, Workspace: v.Name, User: v.OwnerName}, app)
 			if app.Healthcheck != nil && ag.Status == sdk.AgentConnected {
 				av.Health = reports[ag.ID].Health[app.Slug]
 			}

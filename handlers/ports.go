@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,19 +112,7 @@ func (a *API) agentAppHealth(ctx context.Context, log *slog.Logger, ag store.Age
 // with the access URL's scheme, and its port unless the wildcard names
 // one. It is empty when no wildcard is configured.
 func (a *API) portURL(port int, agent, workspace, user string) string {
-	w := a.opts.WildcardAccessURL
-	if w == "" || !strings.Contains(w, "*") || a.opts.AccessURL == nil {
-		return ""
-	}
-	label := fmt.Sprintf("%d--%s--%s--%s", port, agent, workspace, strings.ToLower(user))
-	host := strings.Replace(w, "*", label, 1)
-	if !strings.Contains(host, ":") {
-		if p := a.opts.AccessURL.Port(); p != "" {
-			host += ":" + p
-		}
-	}
-	u := url.URL{Scheme: a.opts.AccessURL.Scheme, Host: host, Path: "/"}
-	return u.String()
+	return a.appHostURL(apps.AppHost{Port: uint16(port), Agent: agent, Workspace: workspace, User: strings.ToLower(user)})
 }
 
 // portsView builds the ports part of an agent on the workspace page: its

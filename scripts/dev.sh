@@ -12,6 +12,9 @@ BIN=./bin/coder
 STATE=.coder-dev
 ADDR=${CODER_HTTP_ADDRESS:-127.0.0.1:3000}
 URL=${CODER_ACCESS_URL:-http://$ADDR}
+# Subdomain apps on loopback with no DNS: browsers resolve every
+# *.localhost name to the loopback address.
+WILDCARD=${CODER_WILDCARD_ACCESS_URL:-*.localhost:${ADDR##*:}}
 CLI=(--global-config "$STATE/cli")
 mkdir -p "$STATE"
 chmod 711 "$STATE"   # traversable, not listable: the built-in PostgreSQL runs as the postgres user when we are root
@@ -22,7 +25,7 @@ fi
 PASSWORD=$(cat "$STATE/admin-password")
 
 CODER_STOP_LOCAL_AGENTS_ON_EXIT=${CODER_STOP_LOCAL_AGENTS_ON_EXIT:-true} \
-  "$BIN" server --http-address "$ADDR" --access-url "$URL" --config-dir "$STATE/server" &
+  "$BIN" server --http-address "$ADDR" --access-url "$URL" --wildcard-access-url "$WILDCARD" --config-dir "$STATE/server" &
 SERVER=$!
 stop() { kill -INT "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap stop INT TERM
@@ -46,6 +49,7 @@ cat <<MSG
     username  admin
     password  $PASSWORD     (kept in $STATE/admin-password)
   Your workspace: $URL/@admin/dev
+  Subdomain apps: http://{app}--{agent}--{workspace}--{user}${WILDCARD#\*}
   CLI:  $BIN list --global-config $STATE/cli
   Ctrl+C stops the server, its agents and its database.
 ────────────────────────────────────────────────────────────────

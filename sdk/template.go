@@ -61,6 +61,10 @@ type App struct {
 	Share       string       `yaml:"share" json:"share"`
 	Icon        string       `yaml:"icon" json:"icon,omitempty"`
 	Healthcheck *Healthcheck `yaml:"healthcheck" json:"healthcheck,omitempty"`
+	// IdentityHeaders: the app receives its visitor's identity in
+	// Coder-User-Id, Coder-Username and Coder-User-Email headers. Only for
+	// subdomain apps that are not public.
+	IdentityHeaders bool `yaml:"identity_headers" json:"identity_headers,omitempty"`
 }
 
 // Healthcheck of an app: the agent polls URL (on its localhost) every
@@ -221,6 +225,9 @@ func (t *Template) validate(doc *yaml.Node) error {
 			case ShareOwner, ShareAuthenticated, SharePublic:
 			default:
 				return bad(fmt.Sprintf("app %q: share %q is not one of owner, authenticated, public", app.Slug, app.Share), at("share")...)
+			}
+			if app.IdentityHeaders && (!app.Subdomain || app.Share == SharePublic) {
+				return bad(fmt.Sprintf("app %q: identity_headers needs subdomain: true and share owner or authenticated (a public app never learns who visits)", app.Slug), at("identity_headers")...)
 			}
 			if h := app.Healthcheck; h != nil {
 				hu, err := url.Parse(h.URL)

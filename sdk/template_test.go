@@ -69,6 +69,8 @@ func TestParseTemplateErrors(t *testing.T) {
 		{"healthcheck interval", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        healthcheck: {url: 'http://localhost:8080', interval: -1}\n", 6, "interval -1"},
 		{"healthcheck threshold", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        healthcheck: {url: 'http://localhost:8080', threshold: 1000}\n", 6, "threshold 1000"},
 		{"agent_url port", "agent_url: http://x:65536\nagents: [{name: a}]\n", 1, "not a TCP port"},
+		{"identity headers on a public app", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        subdomain: true\n        share: public\n        identity_headers: true\n", 8, "identity_headers"},
+		{"identity headers on a path app", "agents:\n  - name: a\n    apps:\n      - slug: web\n        url: http://localhost:8080\n        share: authenticated\n        identity_headers: true\n", 7, "subdomain: true"},
 		{"wrong type", "agents: 5\n", 1, ""},
 		{"too big", strings.Repeat("#", sdk.MaxTemplateSize+1), 0, "limit"},
 	} {

@@ -10,9 +10,13 @@ type Nav struct {
 	// Active names the current section: "workspaces", "users",
 	// "templates" or "deployment".
 	Active string
-	// StylePath and ScriptPath are the URLs of the dashboard's CSS and JS.
+	// StylePath and ScriptPath are the URLs of the dashboard's CSS and JS;
+	// no script when ScriptPath is empty.
 	StylePath  string
 	ScriptPath string
+	// Base is the dashboard's URL for pages served on another host (an
+	// app's error page); empty on the dashboard itself.
+	Base string
 }
 
 // Field is a form field's value and its error, if any.

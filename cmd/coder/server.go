@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatewaydev/coder/apps"
 	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/provision"
 	"github.com/gatewaydev/coder/store"
@@ -70,7 +71,7 @@ func (o *serverOptions) table() optionSet {
 		{Flag: "access-url", Env: "CODER_ACCESS_URL", Value: &o.AccessURL,
 			Description: "The URL that users and agents use to reach this server. Defaults to the HTTP (or TLS) address."},
 		{Flag: "wildcard-access-url", Env: "CODER_WILDCARD_ACCESS_URL", Value: &o.WildcardAccessURL,
-			Description: `Wildcard host for subdomain apps, like "*.apps.example.com".`},
+			Description: `Wildcard host for subdomain apps and port URLs, like "*.apps.example.com", "*--apps.example.com" or "*.localhost:3000".`},
 		{Flag: "tls-enable", Env: "CODER_TLS_ENABLE", Value: &o.TLSEnable,
 			Description: "Serve HTTPS on --tls-address with --tls-cert-file and --tls-key-file."},
 		{Flag: "tls-address", Env: "CODER_TLS_ADDRESS", Default: "127.0.0.1:3443", Value: &o.TLSAddress,
@@ -179,8 +180,10 @@ func (o *serverOptions) validate() error {
 			return err
 		}
 	}
-	if w := string(o.WildcardAccessURL); w != "" && !strings.HasPrefix(w, "*.") {
-		return fmt.Errorf("invalid value %q for --wildcard-access-url / $CODER_WILDCARD_ACCESS_URL: must start with \"*.\", like *.apps.example.com", w)
+	if w := string(o.WildcardAccessURL); w != "" {
+		if _, err := apps.ParseWildcard(w); err != nil {
+			return fmt.Errorf("invalid value %q for --wildcard-access-url / $CODER_WILDCARD_ACCESS_URL: %w", w, err)
+		}
 	}
 	if o.ConfigDir == "" {
 		return errors.New("--config-dir ($CODER_CONFIG_DIR) must not be empty")
