@@ -153,6 +153,9 @@ type AgentManifest struct {
 	OwnerName     string `json:"owner_name"`
 	Directory     string `json:"directory"`
 	Apps          []App  `json:"apps"`
+	// StartupScript is the agent's startup script from the template; the
+	// agent runs it once per start (see TemplateAgent.StartupScript).
+	StartupScript string `json:"startup_script,omitempty"`
 }
 
 // AgentHeartbeatInterval is how often an agent sends a heartbeat on its

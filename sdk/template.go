@@ -44,6 +44,11 @@ type TemplateAgent struct {
 	Name      string `yaml:"name" json:"name"`
 	Directory string `yaml:"directory" json:"directory,omitempty"`
 	Apps      []App  `yaml:"apps" json:"apps,omitempty"`
+	// StartupScript runs once each time the agent starts, with the user's
+	// shell (`$SHELL -c`) in the workspace directory; long-running
+	// services it starts must go to the background (nohup ... &). Its
+	// output is the startup log on the workspace page.
+	StartupScript string `yaml:"startup_script" json:"startup_script,omitempty"`
 }
 
 // App is a workspace app served by an agent on its localhost.
@@ -186,6 +191,9 @@ func (t *Template) validate(doc *yaml.Node) error {
 			return bad(fmt.Sprintf("agent name %q is used twice", a.Name), "agents", i, "name")
 		}
 		agentNames[a.Name] = true
+		if err := checkStartupScript(a.StartupScript); err != nil {
+			return bad(fmt.Sprintf("agent %q: %v", a.Name, err), "agents", i, "startup_script")
+		}
 		slugs := map[string]bool{}
 		for j := range a.Apps {
 			app := &a.Apps[j]
@@ -200,7 +208,10 @@ func (t *Template) validate(doc *yaml.Node) error {
 			if app.DisplayName == "" {
 				app.DisplayName = app.Slug
 			}
-			u, err := url.Parse(app.URL)
+			if err := checkAppURLVars(app.URL); err != nil {
+				return bad(fmt.Sprintf("app %q: url %q: %v", app.Slug, app.URL, err), at("url")...)
+			}
+			u, err := url.Parse(ExpandAppURL(app.URL, "owner", "workspace", "agent"))
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return bad(fmt.Sprintf("app %q: url %q must be an http URL on the agent, like http://localhost:8080", app.Slug, app.URL), at("url")...)
 			}
