@@ -49,6 +49,9 @@ type Options struct {
 	// TCPBufferMax caps each tailnet TCP connection's buffers
 	// (tailnet.NodeOptions.TCPBufferMax); zero keeps tailscale's.
 	TCPBufferMax int
+	// LogDir holds the startup script's log, coder-startup-script-<agent
+	// id>.log; empty means os.TempDir().
+	LogDir string
 	// NoTailnet keeps the agent off the tailnet (tests of the control
 	// connection alone).
 	NoTailnet bool
@@ -64,6 +67,8 @@ type Agent struct {
 	mu        sync.Mutex
 	manifest  *sdk.AgentManifest
 	connected bool
+	// startup is the startup script's state and log (startup.go).
+	startup *startupLog
 
 	closeOnce sync.Once
 	ctx       context.Context
@@ -88,7 +93,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel,
-		procs: userproc.New(userproc.Options{Dir: opts.Directory})}
+		procs: userproc.New(userproc.Options{Dir: opts.Directory}), startup: newStartupLog()}
 	a.wg.Add(1)
 	go a.connectLoop()
 	if !opts.NoTailnet {
@@ -182,6 +187,18 @@ func (a *Agent) connectOnce() error {
 		a.mu.Unlock()
 	}()
 	a.logger.Info("connected to server", "agent", m.AgentName, "workspace", m.WorkspaceName, "owner", m.OwnerName)
+	a.maybeStartScript(&m)
+	// Each connection resends the whole startup log the agent kept.
+	startup := &startupSender{reset: true}
+	sendStartup := func() error {
+		for _, f := range startup.frames(a.startup) {
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := conn.WriteMessage(websocket.TextMessage, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 
 	// The server sends nothing after the manifest; a read that fails tells
 	// us the connection is gone.
@@ -196,8 +213,22 @@ func (a *Agent) connectOnce() error {
 	}()
 	t := time.NewTicker(sdk.AgentHeartbeatInterval)
 	defer t.Stop()
-	for {
+	// Lines are sent in batches: the first change starts a short wait,
+	// and everything that came by then goes together.
+	batch := time.NewTimer(0)
+	defer batch.Stop()
+	batching := true
+	var sendErr error
+	for sendErr == nil {
 		select {
+		case <-a.startup.changed:
+			if !batching {
+				batching = true
+				batch.Reset(startupBatchDelay)
+			}
+		case <-batch.C:
+			batching = false
+			sendErr = sendStartup()
 		case err := <-readErr:
 			return fmt.Errorf("read: %w", err)
 		case <-a.ctx.Done():
@@ -213,4 +244,7 @@ func (a *Agent) connectOnce() error {
 			}
 		}
 	}
+	conn.Close()
+	<-readErr
+	return fmt.Errorf("send startup log: %w", sendErr)
 }
