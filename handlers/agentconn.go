@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -139,7 +140,7 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	spec := agentSpec(ag)
 	manifest := sdk.AgentManifest{
 		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
-		Directory: spec.Directory, Apps: spec.Apps,
+		Directory: spec.Directory, Apps: spec.Apps, StartupScript: spec.StartupScript,
 	}
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := conn.WriteJSON(manifest); err != nil {
@@ -174,7 +175,8 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	lastWrite := time.Now()
 	for {
 		conn.SetReadDeadline(time.Now().Add(agentReadTimeout))
-		if _, _, err := conn.NextReader(); err != nil {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
 			return nil
 		}
 		if time.Since(lastWrite) >= agentDBWriteEvery {
@@ -182,6 +184,14 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 			if err := a.db.AgentHeartbeat(ctx, ag.ID); err != nil {
 				log.Warn("record agent heartbeat", "err", err)
 			}
+		}
+		var msg struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(data, &msg) // anything else is a heartbeat
+		switch msg.Type {
+		case sdk.AgentMsgStartupLog, sdk.AgentMsgStartupState:
+			a.handleStartupMessage(ctx, log, ag.ID, wk.ID, msg.Type, data)
 		}
 	}
 }

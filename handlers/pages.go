@@ -359,6 +359,11 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 		for _, app := range ag.Apps {
 			va.Apps = append(va.Apps, a.appView(base+"."+url.PathEscape(ag.Name), app))
 		}
+		st, err := a.startupView(r.Context(), ag)
+		if err != nil {
+			return web.WorkspacePage{}, err
+		}
+		va.Startup = st
 		if v.Provisioner == sdk.ProvisionerManual {
 			tok := ag.Token
 			if tok == "" {

@@ -133,6 +133,11 @@ type WorkspaceAgent struct {
 	LastConnected *time.Time `json:"last_connected_at,omitempty"`
 	Apps          []App      `json:"apps"`
 	Token         string     `json:"token,omitempty"`
+	// StartupState is the state of the agent's startup script (pending,
+	// running, ready or error, with StartupExitCode); empty when its
+	// template gives it none.
+	StartupState    string `json:"startup_state,omitempty"`
+	StartupExitCode int    `json:"startup_exit_code,omitempty"`
 }
 
 // AgentHello is the first message an agent sends on its connection.

@@ -10,6 +10,9 @@ import (
 // Startup script states, as the agent reports them and the workspace page
 // shows them.
 const (
+	// StartupPending: the agent has a startup script and has not reported
+	// on it yet (it has not connected since the workspace was created).
+	StartupPending = "pending"
 	// StartupRunning: the script is running.
 	StartupRunning = "running"
 	// StartupReady: the script exited 0.

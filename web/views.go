@@ -99,6 +99,20 @@ type Agent struct {
 	// ManualCommand is the command that starts this agent elsewhere, for
 	// manual templates; Token is set only right after it was made.
 	ManualCommand string
+	// Startup is the agent's startup script and its log; zero when the
+	// template gives the agent none.
+	Startup Startup
+}
+
+// Startup is an agent's startup script as the workspace page shows it.
+type Startup struct {
+	// State is pending, running, ready or error; "" means no script.
+	State    string
+	ExitCode int
+	// Lines are the newest lines of the log, oldest first; Dropped counts
+	// the older ones not shown.
+	Lines   []string
+	Dropped int64
 }
 
 // WorkspacePage is one workspace.
