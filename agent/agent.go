@@ -69,6 +69,8 @@ type Agent struct {
 	connected bool
 	// startup is the startup script's state and log (startup.go).
 	startup *startupLog
+	// appSockDir holds apps' unix sockets (appsocket.go); "" until made.
+	appSockDir string
 
 	closeOnce sync.Once
 	ctx       context.Context
@@ -187,6 +189,7 @@ func (a *Agent) connectOnce() error {
 		a.mu.Unlock()
 	}()
 	a.logger.Info("connected to server", "agent", m.AgentName, "workspace", m.WorkspaceName, "owner", m.OwnerName)
+	a.setupAppSockets(&m)
 	a.maybeStartScript(&m)
 	// Each connection resends the whole startup log the agent kept.
 	startup := &startupSender{reset: true}

@@ -199,7 +199,7 @@ func (a *Agent) runScript(m *sdk.AgentManifest) (int, error) {
 	}
 	cmd := a.procs.Command(m.StartupScript,
 		sdk.VarOwnerName+"="+m.OwnerName, sdk.VarWorkspaceName+"="+m.WorkspaceName, sdk.VarAgentName+"="+m.AgentName,
-		"CODER_STARTUP_LOG="+path)
+		"CODER_STARTUP_LOG="+path, sdk.AppSocketDirEnv+"="+a.appSocketDirValue())
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = pw, pw
 	a.logger.Info("startup script starting", "log", path)
@@ -294,4 +294,10 @@ func openLogFile(path string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+func (a *Agent) appSocketDirValue() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.appSockDir
 }

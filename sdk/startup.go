@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -121,4 +122,49 @@ func checkStartupScript(s string) error {
 		return fmt.Errorf("startup_script has a NUL byte")
 	}
 	return nil
+}
+
+// AppSocketDirEnv names the agent's app socket directory in the startup
+// script's environment.
+const AppSocketDirEnv = "CODER_APP_SOCKET_DIR"
+
+var socketNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
+
+// checkSocket checks app's socket name, and that no earlier app of the
+// agent (before) uses its port with another socket or without one.
+func checkSocket(before []App, app *App, u *url.URL) error {
+	port := u.Port()
+	for _, o := range before {
+		ou, err := url.Parse(ExpandAppURL(o.URL, "owner", "workspace", "agent"))
+		if err == nil && port != "" && ou.Port() == port && o.Socket != app.Socket {
+			return fmt.Errorf("port %s is app %q's too, with another socket or none: give each socket a port of its own", port, o.Slug)
+		}
+	}
+	if app.Socket == "" {
+		return nil
+	}
+	if !socketNameRE.MatchString(app.Socket) {
+		return fmt.Errorf("socket %q must be a file name: letters, digits, '.', '_' and '-', at most 64", app.Socket)
+	}
+	if port == "" {
+		return fmt.Errorf("an app with a socket needs a port in its url, like http://localhost:8888: the agent forwards that port to the socket")
+	}
+	return nil
+}
+
+// AppSocketPort is the TCP port that stands for app's socket (url's port),
+// or 0 when app has no socket.
+func AppSocketPort(app App) uint16 {
+	if app.Socket == "" {
+		return 0
+	}
+	u, err := url.Parse(ExpandAppURL(app.URL, "owner", "workspace", "agent"))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(n)
 }

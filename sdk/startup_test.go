@@ -66,3 +66,34 @@ func TestExpandAppURLEscapes(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestTemplateAppSocket(t *testing.T) {
+	t.Parallel()
+	tpl, err := sdk.ParseTemplate([]byte(`agents:
+  - name: main
+    apps:
+      - {slug: jupyter, url: "http://localhost:8888/x", socket: jupyter.sock}
+      - {slug: web, url: "http://localhost:8080"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := sdk.AppSocketPort(tpl.Agents[0].Apps[0]); p != 8888 {
+		t.Errorf("socket port %d", p)
+	}
+	if p := sdk.AppSocketPort(tpl.Agents[0].Apps[1]); p != 0 {
+		t.Errorf("an app without a socket has socket port %d", p)
+	}
+	for _, tc := range []struct{ name, apps, msg string }{
+		{"path", `{slug: a, url: "http://localhost:1", socket: ../x.sock}`, "must be a file name"},
+		{"absolute", `{slug: a, url: "http://localhost:1", socket: /tmp/x.sock}`, "must be a file name"},
+		{"no port", `{slug: a, url: "http://localhost", socket: a.sock}`, "needs a port"},
+		{"socket app's port taken after", "{slug: a, url: \"http://localhost:1\", socket: a.sock}\n      - {slug: b, url: \"http://localhost:1\"}", `port 1 is app "a"'s too`},
+		{"shared port", "{slug: a, url: \"http://localhost:1\"}\n      - {slug: b, url: \"http://localhost:1\", socket: b.sock}", `port 1 is app "a"'s too`},
+	} {
+		_, err := sdk.ParseTemplate([]byte("agents:\n  - name: main\n    apps:\n      - " + tc.apps + "\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.msg)
+		}
+	}
+}

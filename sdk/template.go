@@ -60,6 +60,12 @@ type App struct {
 	Share       string       `yaml:"share" json:"share"`
 	Icon        string       `yaml:"icon" json:"icon,omitempty"`
 	Healthcheck *Healthcheck `yaml:"healthcheck" json:"healthcheck,omitempty"`
+	// Socket, when set, is the file name of a unix socket in the agent's
+	// app socket directory ($CODER_APP_SOCKET_DIR, private to the
+	// workspace's OS user) where the app listens instead of a TCP port:
+	// the agent forwards connections to url's port to it, so that other
+	// OS users of the machine cannot reach the app.
+	Socket string `yaml:"socket" json:"socket,omitempty"`
 }
 
 // Healthcheck of an app: the agent polls URL every Interval seconds and
@@ -217,6 +223,9 @@ func (t *Template) validate(doc *yaml.Node) error {
 			}
 			if err := checkPort(u); err != nil {
 				return bad(fmt.Sprintf("app %q: url %q: %v", app.Slug, app.URL, err), at("url")...)
+			}
+			if err := checkSocket(a.Apps[:j], app, u); err != nil {
+				return bad(fmt.Sprintf("app %q: %v", app.Slug, err), at("socket")...)
 			}
 			switch app.Share {
 			case "":
