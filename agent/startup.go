@@ -199,7 +199,8 @@ func (a *Agent) runScript(m *sdk.AgentManifest) (int, error) {
 	}
 	cmd := a.procs.Command(m.StartupScript,
 		sdk.VarOwnerName+"="+m.OwnerName, sdk.VarWorkspaceName+"="+m.WorkspaceName, sdk.VarAgentName+"="+m.AgentName,
-		"CODER_STARTUP_LOG="+path, sdk.AppSocketDirEnv+"="+a.appSocketDirValue())
+		"CODER_STARTUP_LOG="+path, sdk.AppSocketDirEnv+"="+a.appSocketDirValue(),
+		sdk.AccessURLEnv+"="+m.AccessURL)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = pw, pw
 	a.logger.Info("startup script starting", "log", path)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -141,6 +142,7 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	manifest := sdk.AgentManifest{
 		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
 		Directory: spec.Directory, Apps: spec.Apps, StartupScript: spec.StartupScript,
+		AccessURL: (&url.URL{Scheme: a.opts.AccessURL.Scheme, Host: a.opts.AccessURL.Host}).String(),
 	}
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := conn.WriteJSON(manifest); err != nil {

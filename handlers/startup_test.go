@@ -65,6 +65,7 @@ agents:
     startup_script: |
       echo "hello from $CODER_WORKSPACE_OWNER_NAME/$CODER_WORKSPACE_NAME.$CODER_WORKSPACE_AGENT_NAME in $(pwd)"
       echo "to stderr" >&2
+      echo "dashboard at $CODER_ACCESS_URL"
       echo run >> runs
       i=0; while [ $i -lt 30 ]; do echo "line $i"; i=$((i+1)); done
 `)
@@ -79,7 +80,7 @@ agents:
 	b := loggedIn(t, ts, "owner", "owner-password")
 	page := pageText(t, b, "/@owner/dev")
 	for _, want := range []string{
-		"hello from owner/dev.main in " + dir, "to stderr", "line 0", "line 29",
+		"hello from owner/dev.main in " + dir, "to stderr", "line 0", "line 29", "dashboard at " + ts.URL.String(),
 		`data-testid="startup-state" data-state="ready"`,
 	} {
 		if !strings.Contains(page, want) {

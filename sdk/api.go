@@ -161,6 +161,10 @@ type AgentManifest struct {
 	// StartupScript is the agent's startup script from the template; the
 	// agent runs it once per start (see TemplateAgent.StartupScript).
 	StartupScript string `json:"startup_script,omitempty"`
+	// AccessURL is the dashboard's origin (scheme://host[:port]), which
+	// the startup script gets as $CODER_ACCESS_URL (an app may have to
+	// allow it as the Origin of its requests).
+	AccessURL string `json:"access_url,omitempty"`
 }
 
 // AgentHeartbeatInterval is how often an agent sends a heartbeat on its

@@ -124,6 +124,10 @@ func checkStartupScript(s string) error {
 	return nil
 }
 
+// AccessURLEnv names the dashboard's origin in the startup script's
+// environment.
+const AccessURLEnv = "CODER_ACCESS_URL"
+
 // AppSocketDirEnv names the agent's app socket directory in the startup
 // script's environment.
 const AppSocketDirEnv = "CODER_APP_SOCKET_DIR"
