@@ -258,6 +258,16 @@ func (a *Agent) runScript(m *sdk.AgentManifest) (int, error) {
 	case <-readDone:
 	case <-time.After(time.Second):
 	}
+	// Processes the script left in the background (its process group)
+	// end with the agent, which ends with its workspace; one the agent
+	// never stopped (it was killed) is still running at the next start,
+	// where the script can find it.
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		<-a.ctx.Done()
+		endGroup(cmd.Process.Pid, startupStopGrace)
+	}()
 	var ee *exec.ExitError
 	switch {
 	case waitErr == nil:
@@ -301,4 +311,25 @@ func (a *Agent) appSocketDirValue() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.appSockDir
+}
+
+// endGroup sends SIGTERM to the process group pgid, whose leader has
+// exited (so there is nothing to Wait for), and SIGKILL to what is left
+// after grace.
+func endGroup(pgid int, grace time.Duration) {
+	if pgid <= 0 || syscall.Kill(-pgid, syscall.SIGTERM) != nil {
+		return
+	}
+	deadline := time.Now().Add(grace)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for range t.C {
+		if syscall.Kill(-pgid, 0) != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			return
+		}
+	}
 }

@@ -1,12 +1,15 @@
 package handlers_test
 
 import (
+	"fmt"
 	"html"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +70,7 @@ agents:
       echo "to stderr" >&2
       echo "dashboard at $CODER_ACCESS_URL"
       echo run >> runs
+      nohup sh -c 'echo $$ > bg.pid; exec sleep 300' >/dev/null 2>&1 &
       i=0; while [ $i -lt 30 ]; do echo "line $i"; i=$((i+1)); done
 `)
 	w := createWorkspace(t, ts.Owner, "dev", "script")
@@ -102,7 +106,21 @@ agents:
 
 	// A new agent start runs the script again and replaces the log;
 	// reconnections of one agent do not (the first agent ran it once).
+	// What the script left running in the background ends with the agent.
+	var bgPid int
+	testutil.Eventually(t, 10*time.Second, "the background process's pid", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "bg.pid"))
+		bgPid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return bgPid > 0
+	})
+	if err := syscall.Kill(bgPid, 0); err != nil {
+		t.Fatalf("the background process is not running: %v", err)
+	}
 	a.Close()
+	testutil.Eventually(t, 10*time.Second, "the background process ended", func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", bgPid))
+		return err != nil
+	})
 	if runs, _ := os.ReadFile(filepath.Join(dir, "runs")); string(runs) != "run\n" {
 		t.Errorf("runs after the first agent: %q", runs)
 	}
