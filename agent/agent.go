@@ -49,6 +49,9 @@ type Options struct {
 	// TCPBufferMax caps each tailnet TCP connection's buffers
 	// (tailnet.NodeOptions.TCPBufferMax); zero keeps tailscale's.
 	TCPBufferMax int
+	// LogDir holds the startup script's log, coder-startup-script-<agent
+	// id>.log; empty means os.TempDir().
+	LogDir string
 	// NoTailnet keeps the agent off the tailnet (tests of the control
 	// connection alone).
 	NoTailnet bool
@@ -73,6 +76,10 @@ type Agent struct {
 	reports reports
 	health  healthChecks
 	changed chan struct{}
+	// startup is the startup script's state and log (startup.go).
+	startup *startupLog
+	// appSockDir holds apps' unix sockets (appsocket.go); "" until made.
+	appSockDir string
 
 	closeOnce sync.Once
 	ctx       context.Context
@@ -97,7 +104,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{opts: opts, logger: opts.Logger.With("component", "agent"), ctx: ctx, cancel: cancel,
-		procs: userproc.New(userproc.Options{Dir: opts.Directory}), changed: make(chan struct{}, 1)}
+		procs:   userproc.New(userproc.Options{Dir: opts.Directory}),
+		startup: newStartupLog(),
+		changed: make(chan struct{}, 1)}
 	if opts.PortScanInterval <= 0 {
 		opts.PortScanInterval = DefaultPortScanInterval
 	}
@@ -205,6 +214,19 @@ func (a *Agent) connectOnce(connected func()) error {
 	}()
 	a.logger.Info("connected to server", "agent", m.AgentName, "workspace", m.WorkspaceName, "owner", m.OwnerName)
 	a.startHealth(m.Apps)
+	a.setupAppSockets(&m)
+	a.maybeStartScript(&m)
+	// Each connection resends the whole startup log the agent kept.
+	startup := &startupSender{reset: true}
+	sendStartup := func() error {
+		for _, f := range startup.frames(a.startup) {
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := conn.WriteMessage(websocket.TextMessage, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 
 	// The server sends nothing after the manifest; a read that fails tells
 	// us the connection is gone.
@@ -226,13 +248,27 @@ func (a *Agent) connectOnce(connected func()) error {
 		<-readErr
 		return err
 	}
-	for {
+	// Lines are sent in batches: the first change starts a short wait,
+	// and everything that came by then goes together.
+	batch := time.NewTimer(0)
+	defer batch.Stop()
+	batching := true
+	var sendErr error
+	for sendErr == nil {
 		select {
 		case <-a.changed:
 			if err := a.sendReports(conn, &sent); err != nil {
-				conn.Close()
-				<-readErr
-				return err
+				sendErr = fmt.Errorf("send ports and app health: %w", err)
+			}
+		case <-a.startup.changed:
+			if !batching {
+				batching = true
+				batch.Reset(startupBatchDelay)
+			}
+		case <-batch.C:
+			batching = false
+			if err := sendStartup(); err != nil {
+				sendErr = fmt.Errorf("send startup log: %w", err)
 			}
 		case err := <-readErr:
 			return fmt.Errorf("read: %w", err)
@@ -249,4 +285,7 @@ func (a *Agent) connectOnce(connected func()) error {
 			}
 		}
 	}
+	conn.Close()
+	<-readErr
+	return sendErr
 }

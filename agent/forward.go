@@ -68,6 +68,9 @@ type forwarder struct {
 	ctx    context.Context
 	logger *slog.Logger
 	wg     sync.WaitGroup
+	// socket, if set, names the unix socket an app listens on instead of
+	// the port (appsocket.go), or "" for localhost's port.
+	socket func(port uint16) string
 }
 
 // handleTCP returns the handler of a flow to dst, or nil for a reserved
@@ -87,6 +90,18 @@ func (f *forwarder) handleTCP(src, dst netip.AddrPort) func(net.Conn) {
 // closes. It closes c.
 func (f *forwarder) forwardLocal(c net.Conn, port uint16) {
 	defer c.Close()
+	if path := f.socketOf(port); path != "" {
+		local, err := f.dialAppSocket(path)
+		if err != nil {
+			f.logger.Debug("forward to app socket", "port", port, "err", err)
+			return
+		}
+		defer local.Close()
+		stop := context.AfterFunc(f.ctx, func() { c.Close(); local.Close() })
+		defer stop()
+		pipe(c, local)
+		return
+	}
 	d := net.Dialer{Timeout: 10 * time.Second}
 	local, err := d.DialContext(f.ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
@@ -213,7 +228,7 @@ func (a *Agent) serveSSH(node *tailnet.Node) (func(), error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(a.ctx)
-	fwd := &forwarder{ctx: ctx, logger: a.logger.With("component", "agent_forward")}
+	fwd := &forwarder{ctx: ctx, logger: a.logger.With("component", "agent_forward"), socket: a.appSocket}
 	unregister := node.HandleTCPFallback(fwd.handleTCP)
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -140,7 +141,8 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	spec := agentSpec(ag)
 	manifest := sdk.AgentManifest{
 		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
-		Directory: spec.Directory, Apps: spec.Apps,
+		Directory: spec.Directory, Apps: spec.Apps, StartupScript: spec.StartupScript,
+		AccessURL: (&url.URL{Scheme: a.opts.AccessURL.Scheme, Host: a.opts.AccessURL.Host}).String(),
 	}
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := conn.WriteJSON(manifest); err != nil {
@@ -190,6 +192,8 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 			a.agentListeningPorts(ctx, log, ag, wk.ID, msg)
 		case sdk.AgentMessageAppHealth:
 			a.agentAppHealth(ctx, log, ag, wk.ID, msg)
+		case sdk.AgentMessageStartupLog, sdk.AgentMessageStartupState:
+			a.handleStartupMessage(ctx, log, ag.ID, wk.ID, env.Type, msg)
 		default:
 			log.Debug("agent message of unknown type", "type", env.Type)
 		}

@@ -69,10 +69,14 @@ func (a *API) workspaceView(ctx context.Context, w store.Workspace) (sdk.Workspa
 		if apps == nil {
 			apps = []sdk.App{}
 		}
-		out.Agents = append(out.Agents, sdk.WorkspaceAgent{
+		va := sdk.WorkspaceAgent{
 			ID: ag.ID, Name: ag.Name, Status: st, OS: ag.OS, Arch: ag.Arch, Version: ag.Version,
 			Hostname: ag.Hostname, Directory: ag.Directory, LastConnected: ag.LastConnectedAt, Apps: apps,
-		})
+		}
+		if va.StartupState, va.StartupExitCode, err = a.agentStartupState(ctx, ag.ID, spec); err != nil {
+			return sdk.Workspace{}, err
+		}
+		out.Agents = append(out.Agents, va)
 	}
 	switch {
 	case w.DesiredState == "stopped":

@@ -388,6 +388,11 @@ func (a *API) workspacePage(r *http.Request, v sdk.Workspace) (web.WorkspacePage
 			va.Apps = append(va.Apps, av)
 		}
 		va.Ports = a.portsView(userFrom(r), v, ag, reports[ag.ID], shares, base+"."+url.PathEscape(ag.Name))
+		st, err := a.startupView(r.Context(), ag)
+		if err != nil {
+			return web.WorkspacePage{}, err
+		}
+		va.Startup = st
 		if v.Provisioner == sdk.ProvisionerManual {
 			tok := ag.Token
 			if tok == "" {

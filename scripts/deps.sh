@@ -19,6 +19,7 @@ have nft || need+=(nftables)
 have ssh || need+=(openssh-client)
 have curl || need+=(curl)
 have iperf3 || need+=(iperf3)
+/usr/bin/python3 -c 'import notebook' >/dev/null 2>&1 || need+=(python3-notebook) # the default template's web IDE
 
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]] && have apt-get; then

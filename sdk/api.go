@@ -133,6 +133,11 @@ type WorkspaceAgent struct {
 	LastConnected *time.Time `json:"last_connected_at,omitempty"`
 	Apps          []App      `json:"apps"`
 	Token         string     `json:"token,omitempty"`
+	// StartupState is the state of the agent's startup script (pending,
+	// running, ready or error, with StartupExitCode); empty when its
+	// template gives it none.
+	StartupState    string `json:"startup_state,omitempty"`
+	StartupExitCode int    `json:"startup_exit_code,omitempty"`
 }
 
 // AgentHello is the first message an agent sends on its connection.
@@ -153,6 +158,13 @@ type AgentManifest struct {
 	OwnerName     string `json:"owner_name"`
 	Directory     string `json:"directory"`
 	Apps          []App  `json:"apps"`
+	// StartupScript is the agent's startup script from the template; the
+	// agent runs it once per start (see TemplateAgent.StartupScript).
+	StartupScript string `json:"startup_script,omitempty"`
+	// AccessURL is the dashboard's origin (scheme://host[:port]), which
+	// the startup script gets as $CODER_ACCESS_URL (an app may have to
+	// allow it as the Origin of its requests).
+	AccessURL string `json:"access_url,omitempty"`
 }
 
 // AgentHeartbeatInterval is how often an agent sends a heartbeat on its

@@ -50,6 +50,11 @@ type TemplateAgent struct {
 	Name      string `yaml:"name" json:"name"`
 	Directory string `yaml:"directory" json:"directory,omitempty"`
 	Apps      []App  `yaml:"apps" json:"apps,omitempty"`
+	// StartupScript runs once each time the agent starts, with the user's
+	// shell (`$SHELL -c`) in the workspace directory; long-running
+	// services it starts must go to the background (nohup ... &). Its
+	// output is the startup log on the workspace page.
+	StartupScript string `yaml:"startup_script" json:"startup_script,omitempty"`
 }
 
 // App is a workspace app served by an agent on its localhost.
@@ -65,6 +70,12 @@ type App struct {
 	// Coder-User-Id, Coder-Username and Coder-User-Email headers. Only for
 	// subdomain apps that are not public.
 	IdentityHeaders bool `yaml:"identity_headers" json:"identity_headers,omitempty"`
+	// Socket, when set, is the file name of a unix socket in the agent's
+	// app socket directory ($CODER_APP_SOCKET_DIR, private to the
+	// workspace's OS user) where the app listens instead of a TCP port:
+	// the agent forwards connections to url's port to it, so that other
+	// OS users of the machine cannot reach the app.
+	Socket string `yaml:"socket" json:"socket,omitempty"`
 }
 
 // Healthcheck of an app: the agent polls URL (on its localhost) every
@@ -198,6 +209,9 @@ func (t *Template) validate(doc *yaml.Node) error {
 			return bad(fmt.Sprintf("agent name %q is used twice", a.Name), "agents", i, "name")
 		}
 		agentNames[a.Name] = true
+		if err := checkStartupScript(a.StartupScript); err != nil {
+			return bad(fmt.Sprintf("agent %q: %v", a.Name, err), "agents", i, "startup_script")
+		}
 		slugs := map[string]bool{}
 		for j := range a.Apps {
 			app := &a.Apps[j]
@@ -212,12 +226,18 @@ func (t *Template) validate(doc *yaml.Node) error {
 			if app.DisplayName == "" {
 				app.DisplayName = app.Slug
 			}
-			u, err := url.Parse(app.URL)
+			if err := checkAppURLVars(app.URL); err != nil {
+				return bad(fmt.Sprintf("app %q: url %q: %v", app.Slug, app.URL, err), at("url")...)
+			}
+			u, err := url.Parse(ExpandAppURL(app.URL, "owner", "workspace", "agent"))
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return bad(fmt.Sprintf("app %q: url %q must be an http URL on the agent, like http://localhost:8080", app.Slug, app.URL), at("url")...)
 			}
 			if err := checkPort(u); err != nil {
 				return bad(fmt.Sprintf("app %q: url %q: %v", app.Slug, app.URL, err), at("url")...)
+			}
+			if err := checkSocket(a.Apps[:j], app, u); err != nil {
+				return bad(fmt.Sprintf("app %q: %v", app.Slug, err), at("socket")...)
 			}
 			switch app.Share {
 			case "":

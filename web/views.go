@@ -113,6 +113,20 @@ type Agent struct {
 	// Ports are the TCP ports listening in the workspace, and the ports
 	// shared while nothing listens on them (see ports.go).
 	Ports AgentPorts
+	// Startup is the agent's startup script and its log; zero when the
+	// template gives the agent none.
+	Startup Startup
+}
+
+// Startup is an agent's startup script as the workspace page shows it.
+type Startup struct {
+	// State is pending, running, ready or error; "" means no script.
+	State    string
+	ExitCode int
+	// Lines are the newest lines of the log, oldest first; Dropped counts
+	// the older ones not shown.
+	Lines   []string
+	Dropped int64
 }
 
 // WorkspacePage is one workspace.

@@ -27,6 +27,7 @@ type agentOptions struct {
 	IdleTimeout durationValue
 	TCPBuffer   sizeValue
 	MaxSessions intValue
+	LogDir      stringValue
 }
 
 func newAgentCmd() *cobra.Command {
@@ -44,6 +45,8 @@ func newAgentCmd() *cobra.Command {
 			Description: "Memory budget of each tailnet TCP connection (its receive and send buffers each; 0 keeps tailscale's 8 MiB)."},
 		{Flag: "max-terminal-sessions", Env: "CODER_AGENT_MAX_TERMINAL_SESSIONS", Default: "32", Value: &o.MaxSessions,
 			Description: "Most web terminal sessions the agent keeps at once; opening one more is refused until one ends (reattaching to a session does not count)."},
+		{Flag: "log-dir", Env: "CODER_AGENT_LOG_DIR", Value: &o.LogDir,
+			Description: "Directory of the startup script's log, coder-startup-script-<agent id>.log (default: the system's temporary directory)."},
 	}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -69,7 +72,8 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			a, err := agent.New(agent.Options{URL: o.URL.URL(), Token: token, Logger: logger, Version: version, Directory: string(o.Directory),
-				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer), MaxTerminalSessions: int(o.MaxSessions)})
+				TerminalIdleTimeout: time.Duration(o.IdleTimeout), TCPBufferMax: int(o.TCPBuffer), MaxTerminalSessions: int(o.MaxSessions),
+				LogDir: string(o.LogDir)})
 			if err != nil {
 				return err
 			}
