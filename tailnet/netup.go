@@ -2,8 +2,6 @@ package tailnet
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,34 +61,65 @@ func (n *Node) keepNetworkUp(stop <-chan struct{}) {
 	}
 }
 
-// notUpError explains a node that did not come up before its context
-// ended: tsnet only says "context deadline exceeded". It adds what
-// tailscale itself reports (its health warnings: no network, the control
-// server unreachable, ...) and whether tailscale sees a usable network,
-// so that the logs, the dashboard and the CLI can say why.
-func (n *Node) notUpError(upErr error) error {
+// NotUpError is a node that did not come up before its context ended:
+// tsnet itself only says "context deadline exceeded". It carries what
+// tailscale reported at that moment, so that logs, the dashboard and the
+// CLI can say why.
+type NotUpError struct {
+	// NoRoutableAddress is true when tailscale saw no interface with an
+	// address other than loopback or link-local.
+	NoRoutableAddress bool
+	// State is tailscale's backend state ("NeedsLogin", "Starting", ...).
+	State string
+	// Health are tailscale's health warnings, as sentences.
+	Health []string
+	// Err is tsnet's error.
+	Err error
+}
+
+// Why says in words why the node did not come up, from what tailscale
+// reported (no raw error text).
+func (e *NotUpError) Why() string {
 	var why []string
+	if e.NoRoutableAddress {
+		why = append(why, "tailscale sees no network interface with an address other than loopback or link-local")
+	}
+	why = append(why, e.Health...)
+	if len(why) == 0 {
+		why = append(why, "it did not hear back from the coordination server at the access URL in time")
+	}
+	if e.State != "" {
+		why = append(why, "tailscale's state: "+e.State)
+	}
+	return strings.Join(why, "; ")
+}
+
+func (e *NotUpError) Error() string {
+	return "the node did not come up (" + e.Why() + "): " + e.Err.Error()
+}
+
+func (e *NotUpError) Unwrap() error { return e.Err }
+
+// notUpError gathers a [NotUpError] for a node whose Up failed with upErr
+// after its context ended.
+func (n *Node) notUpError(upErr error) error {
+	e := &NotUpError{Err: upErr}
 	if nm, ok := n.ts.Sys().NetMon.GetOK(); ok {
 		if st := nm.InterfaceState(); st != nil && !st.AnyInterfaceUp() {
-			why = append(why, "tailscale sees no network interface with an address other than loopback or link-local")
+			e.NoRoutableAddress = true
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if lc, err := n.ts.LocalClient(); err == nil {
 		if st, err := lc.Status(ctx); err == nil {
-			why = append(why, "state "+st.BackendState)
+			e.State = st.BackendState
 			for _, h := range st.Health {
-				why = append(why, strings.TrimSpace(h))
+				if h = strings.TrimSpace(h); h != "" {
+					e.Health = append(e.Health, h)
+				}
 			}
 		}
 	}
-	msg := "the node did not come up"
-	if errors.Is(upErr, context.DeadlineExceeded) {
-		msg = "the node did not come up in time"
-	}
-	if len(why) > 0 {
-		msg += " (tailscale reports: " + strings.Join(why, "; ") + ")"
-	}
-	return fmt.Errorf("%s: %w", msg, upErr)
+	return e
 }
