@@ -59,6 +59,10 @@ func (a *API) workspaceView(ctx context.Context, w store.Workspace) (sdk.Workspa
 		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, Agents: []sdk.WorkspaceAgent{},
 	}
 	allConnected := true
+	nodeDown := ""
+	if a.tailnet != nil {
+		nodeDown = a.serverNodeDown(false)
+	}
 	for _, ag := range ags {
 		st := agentStatus(ag, now)
 		if st != sdk.AgentConnected {
@@ -73,6 +77,9 @@ func (a *API) workspaceView(ctx context.Context, w store.Workspace) (sdk.Workspa
 			ID: ag.ID, Name: ag.Name, Status: st, OS: ag.OS, Arch: ag.Arch, Version: ag.Version,
 			Hostname: ag.Hostname, Directory: ag.Directory, LastConnected: ag.LastConnectedAt, Apps: apps,
 		})
+		if st == sdk.AgentConnected {
+			out.Agents[len(out.Agents)-1].TailnetError = nodeDown
+		}
 	}
 	switch {
 	case w.DesiredState == "stopped":

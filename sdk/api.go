@@ -133,6 +133,10 @@ type WorkspaceAgent struct {
 	LastConnected *time.Time `json:"last_connected_at,omitempty"`
 	Apps          []App      `json:"apps"`
 	Token         string     `json:"token,omitempty"`
+	// TailnetError, set only while the agent is connected, says why the
+	// server cannot reach it over the tailnet (its own tailnet node is
+	// not running); empty when it can.
+	TailnetError string `json:"tailnet_error,omitempty"`
 }
 
 // AgentHello is the first message an agent sends on its connection.
