@@ -333,3 +333,39 @@ func TestAirgappedNetworkLost(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, "relayed pings after the network went down", relayed)
 	webTerminalIn(t, ns, u, readSession(t, cli.cfg), cli.workspace().Agents[0].ID)
 }
+
+// TestServerNodeDownInList: a server whose access URL does not lead back
+// to it (nothing listens there) cannot start its own tailnet node; an
+// agent that reaches the server by its real address connects, and
+// `coder list` warns that the server cannot reach it, and why to look.
+func TestServerNodeDownInList(t *testing.T) {
+	requireNetns(t)
+	t.Parallel()
+	ns := uniqueNetns() + "-down"
+	addNetns(t, ns)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o711) // the built-in PostgreSQL runs as the postgres user
+	const u = "http://127.0.0.1:3000"
+	srv := startIn(t, ns, "server", nil, "server", "--http-address", "127.0.0.1:3000", "--access-url", "http://127.0.0.1:3001",
+		"--derp-server-stun-addresses", "127.0.0.1:0", "--config-dir", filepath.Join(dir, "server"))
+	cli := airgapCLI{t: t, ns: ns, cfg: filepath.Join(dir, "cli")}
+	cli.login(u)
+	tpl := filepath.Join(dir, "manual.yaml")
+	os.WriteFile(tpl, []byte("provisioner: manual\nagents:\n  - name: main\n"), 0o644)
+	cli.must("templates", "push", "manual", "-f", tpl)
+	var w sdk.Workspace
+	if err := json.Unmarshal([]byte(cli.must("create", "dev", "-t", "manual", "-o", "json")), &w); err != nil {
+		t.Fatal(err)
+	}
+	startIn(t, ns, "agent", []string{"CODER_AGENT_URL=" + u, "CODER_AGENT_TOKEN=" + w.Agents[0].Token, "SHELL=/bin/sh"}, "agent", "--directory", dir)
+	testutil.Eventually(t, 60*time.Second, "the server's node to give up its first attempt", func() bool {
+		return strings.Contains(srv.String(), "the server's tailnet node did not start")
+	})
+	testutil.Eventually(t, 30*time.Second, "coder list to warn", func() bool {
+		_, errOut, code := cli.run("list")
+		return code == 0 && strings.Contains(errOut, "warning: admin/dev.main: The server's tailnet node is not running")
+	})
+	if !strings.Contains(srv.String(), "did not hear back from the coordination server") && !strings.Contains(srv.String(), "tailscale's state") {
+		t.Fatalf("the server's log does not say why its node did not come up:\n%s", srv.String())
+	}
+}
