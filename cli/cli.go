@@ -407,11 +407,15 @@ func newListCmd() *cobra.Command {
 				return printJSON(os.Stdout, ws)
 			}
 			var rows [][]string
+			var unreachable []string
 			for _, w := range ws {
 				healthy := 0
 				for _, ag := range w.Agents {
 					if ag.Status == sdk.AgentConnected {
 						healthy++
+					}
+					if ag.TailnetError != "" {
+						unreachable = append(unreachable, fmt.Sprintf("%s/%s.%s: %s", w.OwnerName, w.Name, ag.Name, ag.TailnetError))
 					}
 				}
 				rows = append(rows, []string{w.OwnerName + "/" + w.Name, w.TemplateName, w.Status, fmt.Sprintf("%d/%d", healthy, len(w.Agents)), w.UpdatedAt.Format(time.DateTime)})
@@ -421,6 +425,9 @@ func newListCmd() *cobra.Command {
 				return nil
 			}
 			printTable(os.Stdout, []string{"workspace", "template", "status", "agents connected", "last updated"}, rows)
+			for _, u := range unreachable {
+				fmt.Fprintln(os.Stderr, "warning: "+u)
+			}
 			return nil
 		})
 	OptionSet{{Flag: "all", Short: "a", Value: &all, Description: "List every user's workspaces (owner only)."}}.Register(cmd)

@@ -59,6 +59,10 @@ func (a *API) workspaceView(ctx context.Context, w store.Workspace) (sdk.Workspa
 		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, Agents: []sdk.WorkspaceAgent{},
 	}
 	allConnected := true
+	nodeDown := ""
+	if a.tailnet != nil {
+		nodeDown = a.serverNodeDown(false)
+	}
 	for _, ag := range ags {
 		st := agentStatus(ag, now)
 		if st != sdk.AgentConnected {
@@ -75,6 +79,9 @@ func (a *API) workspaceView(ctx context.Context, w store.Workspace) (sdk.Workspa
 		}
 		if va.StartupState, va.StartupExitCode, err = a.agentStartupState(ctx, ag.ID, spec); err != nil {
 			return sdk.Workspace{}, err
+		}
+		if st == sdk.AgentConnected {
+			va.TailnetError = nodeDown
 		}
 		out.Agents = append(out.Agents, va)
 	}

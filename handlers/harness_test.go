@@ -45,6 +45,9 @@ type testOptions struct {
 	// tailnet turns on coordination, DERP and STUN and joins the server's
 	// own tailnet node, so that the server reaches agents (web terminal).
 	tailnet bool
+	// noServerNode, with tailnet, leaves the server's own node unstarted
+	// (the test starts it).
+	noServerNode bool
 	// wrapListener, if set, wraps the server's listener (to cut
 	// connections in tests).
 	wrapListener func(net.Listener) net.Listener
@@ -108,7 +111,7 @@ func newTestServer(t *testing.T, opts ...func(*testOptions)) *testServer {
 		srv.Close()
 		api.Close()
 	})
-	if o.tailnet {
+	if o.tailnet && !o.noServerNode {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		err := api.StartServerNode(ctx, nodeDir)
 		cancel()

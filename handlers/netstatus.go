@@ -95,6 +95,9 @@ func (a *API) describePath(agentID string) (conn, derp string) {
 			derp = "DERP(" + a.regionCode(n.HomeDERP) + ")"
 		}
 	}
+	if down := a.serverNodeDown(false); down != "" {
+		return down, derp
+	}
 	e, ok := a.agentPath(agentID)
 	switch {
 	case !ok:

@@ -627,6 +627,11 @@ func (a *API) serveDeploymentPage(w http.ResponseWriter, r *http.Request) error 
 	p.Settings = append(p.Settings, a.extraSettings...)
 	p.DERPRegions, p.STUN = a.derpRegions()
 	if a.tailnet != nil {
+		node := "running"
+		if down := a.serverNodeDown(true); down != "" {
+			node = down
+		}
+		p.Nodes = append(p.Nodes, web.Setting{Name: "This server's node", Value: node})
 		st := a.tailnet.Stats()
 		for _, k := range []tailnet.Kind{tailnet.KindServer, tailnet.KindAgent, tailnet.KindClient, tailnet.KindProxy} {
 			p.Nodes = append(p.Nodes, web.Setting{Name: string(k), Value: fmt.Sprintf("%d online of %d", st.Online[k], st.Nodes[k])})

@@ -205,12 +205,25 @@ func (s nodeStore) DeleteKind(ctx context.Context, kind tailnet.Kind) (int, erro
 type serverNode struct {
 	mu   sync.Mutex
 	node *tailnet.Node
+	// err is why the last attempt to start it failed; retrying is set
+	// once a retry loop runs (servernode.go).
+	err      error
+	retrying bool
 }
 
 // StartServerNode joins the server's own node to its tailnet through the
 // access URL. Call it once the HTTP listeners serve. It blocks until the
-// node is up or ctx ends.
+// node is up or ctx ends. When it fails, the dashboard says why and the
+// server keeps trying in the background.
 func (a *API) StartServerNode(ctx context.Context, dir string) error {
+	err := a.startServerNode(ctx, dir)
+	if err != nil {
+		a.serverNodeFailed(dir, err)
+	}
+	return err
+}
+
+func (a *API) startServerNode(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -223,7 +236,7 @@ func (a *API) StartServerNode(ctx context.Context, dir string) error {
 		return fmt.Errorf("start the server's tailnet node: %w", err)
 	}
 	a.node.mu.Lock()
-	a.node.node = n
+	a.node.node, a.node.err = n, nil
 	a.node.mu.Unlock()
 	return nil
 }

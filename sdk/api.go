@@ -138,6 +138,10 @@ type WorkspaceAgent struct {
 	// template gives it none.
 	StartupState    string `json:"startup_state,omitempty"`
 	StartupExitCode int    `json:"startup_exit_code,omitempty"`
+	// TailnetError, set only while the agent is connected, says why the
+	// server cannot reach it over the tailnet (its own tailnet node is
+	// not running); empty when it can.
+	TailnetError string `json:"tailnet_error,omitempty"`
 }
 
 // AgentHello is the first message an agent sends on its connection.

@@ -57,6 +57,16 @@ var ErrNoWebsocketDERP = errors.New("tailnet: websocket DERP needs a binary buil
 //   - TS_DEBUG_USE_DERP_HTTP=1, only for an http:// control URL: DERP over
 //     plain HTTP on the same port as the control server.
 //   - TS_DEBUG_DERP_WS_CLIENT=1, only with DERPForceWebsockets.
+//   - TS_ASSUME_NETWORK_UP_FOR_TEST=1: tailscale counts the network as
+//     down when no interface has an address other than loopback or
+//     link-local (an air-gapped host with no default route, or one whose
+//     only network is 127.0.0.1 or 169.254.0.0/16), and then pauses the
+//     node's control client for ever: the node never comes up although
+//     the control server is right there. Our nodes only ever talk to the
+//     access URL, so they do not need tailscale's idea of "online". (The
+//     knob's name says "test", but it is the one tailscale reads for
+//     this; TestAirgapped runs the binary in such namespaces to catch a
+//     tailscale upgrade that changes it.)
 //
 // It is not safe to call concurrently with running nodes.
 func ConfigureProcess(o ProcessOptions) error {
@@ -65,6 +75,7 @@ func ConfigureProcess(o ProcessOptions) error {
 	}
 	envknob.Setenv("TS_NO_LOGS_NO_SUPPORT", "true")
 	envknob.Setenv("TS_DISABLE_PORTMAPPER", "1")
+	envknob.Setenv("TS_ASSUME_NETWORK_UP_FOR_TEST", "1")
 	if o.ControlURL != "" {
 		u, err := url.Parse(o.ControlURL)
 		if err != nil {
@@ -117,6 +128,9 @@ type Node struct {
 	tempDir string
 	once    sync.Once
 	err     error
+	// stop ends keepNetworkUp; done is closed when it has returned.
+	stop chan struct{}
+	done chan struct{}
 }
 
 // NewNode starts a node and brings it up with ctx: it returns once the
@@ -157,9 +171,17 @@ func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
 	}
 	st, err := n.ts.Up(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = n.notUpError(err)
+		}
 		n.Close()
 		return nil, fmt.Errorf("tailnet: new node: %w", registrationError(err))
 	}
+	n.stop, n.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(n.done)
+		n.keepNetworkUp(n.stop)
+	}()
 	for _, a := range st.TailscaleIPs {
 		if a.Is6() {
 			n.addr = a
@@ -540,6 +562,10 @@ func (n *Node) LocalClient() *local.Client { return n.lc }
 // idempotent and returns when tsnet has shut down.
 func (n *Node) Close() error {
 	n.once.Do(func() {
+		if n.stop != nil {
+			close(n.stop)
+			<-n.done
+		}
 		if n.ts != nil {
 			if err := n.ts.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				n.err = err
