@@ -68,7 +68,10 @@ func (a *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	if he == nil {
 		he = &HTTPError{Code: http.StatusInternalServerError, Msg: "Something went wrong on the server. Try again; if it keeps happening, check the server logs.", Err: err}
 	}
-	if he.Code >= 500 {
+	if he.Code == http.StatusServiceUnavailable && he.Err == nil {
+		// Said on purpose (shutting down, a feature off): nothing failed.
+		a.logger.Info("request answered unavailable", "method", r.Method, "path", r.URL.Path, "msg", he.Msg)
+	} else if he.Code >= 500 {
 		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)
 	} else if he.Err != nil {
 		a.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)

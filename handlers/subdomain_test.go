@@ -605,12 +605,20 @@ func TestSubdomainAppLinkFallback(t *testing.T) {
 	t.Parallel()
 	for _, off := range []bool{false, true} {
 		ts := newTestServer(t, func(o *testOptions) {
+			o.tailnet = true
 			o.configure = func(opts *handlers.Options) { opts.DisablePathApps = off }
 		})
 		ts.pushTemplate(t, "sub", subdomainTemplate(8080))
-		createWorkspace(t, ts.Owner, "dev", "sub")
+		w := createWorkspace(t, ts.Owner, "dev", "sub")
+		// Links show only while the agent is connected (else the buttons
+		// are greyed out).
+		startAgent(t, ts, w.Agents[0].Token, nil)
 		b := loggedIn(t, ts, "owner", "owner-password")
-		body := readBody(t, b.do("GET", "/@owner/dev", nil, nil))
+		var body string
+		itestutil.Eventually(t, 30*time.Second, "the agent connected on the workspace page", func() bool {
+			body = readBody(t, b.do("GET", "/@owner/dev", nil, nil))
+			return !strings.Contains(body, `data-testid="app-off"`)
+		})
 		link := strings.Contains(body, `href="/@owner/dev.main/apps/mine/"`)
 		note := strings.Contains(body, "no wildcard access URL (--wildcard-access-url)")
 		if !note || link == off || off && !strings.Contains(body, "path apps are off: it cannot be opened here") {
