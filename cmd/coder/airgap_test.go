@@ -198,7 +198,7 @@ func TestAirgappedLoopbackOnly(t *testing.T) {
 	addNetns(t, ns)
 	dir := testutil.ProvisionerDir(t) // as root, admin's agent runs as an OS account with its home in here
 	const u = "http://127.0.0.1:3000"
-	srv := startIn(t, ns, "server", nil, "server", "--http-address", "127.0.0.1:3000", "--access-url", u,
+	srv := startIn(t, ns, "server", nil, "server", "--stop-local-agents-on-exit", "--http-address", "127.0.0.1:3000", "--access-url", u,
 		"--derp-server-stun-addresses", "127.0.0.1:0", "--config-dir", filepath.Join(dir, "server"))
 
 	cli := airgapCLI{t: t, ns: ns, cfg: filepath.Join(dir, "cli")}
@@ -248,7 +248,7 @@ func TestAirgappedLinkLocal(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o711) // the built-in PostgreSQL runs as the postgres user
 	const u = "http://169.254.77.1:3000"
-	startIn(t, srvNS, "server", nil, "server", "--http-address", "169.254.77.1:3000", "--access-url", u,
+	startIn(t, srvNS, "server", nil, "server", "--stop-local-agents-on-exit", "--http-address", "169.254.77.1:3000", "--access-url", u,
 		"--derp-server-stun-addresses", "169.254.77.1:0", "--block-direct-connections", "--config-dir", filepath.Join(dir, "server"))
 
 	cli := airgapCLI{t: t, ns: agtNS, cfg: filepath.Join(dir, "cli")}
@@ -296,7 +296,7 @@ func TestAirgappedNetworkLost(t *testing.T) {
 	addNetns(t, ns)
 	dir := testutil.ProvisionerDir(t)
 	const u = "http://127.0.0.1:3000"
-	srv := startIn(t, ns, "server", nil, "server", "--http-address", "127.0.0.1:3000", "--access-url", u,
+	srv := startIn(t, ns, "server", nil, "server", "--stop-local-agents-on-exit", "--http-address", "127.0.0.1:3000", "--access-url", u,
 		"--derp-server-stun-addresses", "127.0.0.1:0", "--block-direct-connections", "--verbose", "--config-dir", filepath.Join(dir, "server"))
 	cli := airgapCLI{t: t, ns: ns, cfg: filepath.Join(dir, "cli")}
 	cli.login(u)
@@ -346,7 +346,7 @@ func TestServerNodeDownInList(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o711) // the built-in PostgreSQL runs as the postgres user
 	const u = "http://127.0.0.1:3000"
-	srv := startIn(t, ns, "server", nil, "server", "--http-address", "127.0.0.1:3000", "--access-url", "http://127.0.0.1:3001",
+	srv := startIn(t, ns, "server", nil, "server", "--stop-local-agents-on-exit", "--http-address", "127.0.0.1:3000", "--access-url", "http://127.0.0.1:3001",
 		"--derp-server-stun-addresses", "127.0.0.1:0", "--config-dir", filepath.Join(dir, "server"))
 	cli := airgapCLI{t: t, ns: ns, cfg: filepath.Join(dir, "cli")}
 	cli.login(u)
