@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/internal/browsertest"
 	"github.com/gatewaydev/coder/internal/testutil"
 	"github.com/gatewaydev/coder/provision"
@@ -39,12 +40,33 @@ const sameTabOpen = `window.open = () => {
 // script to be ready, open Jupyter Notebook from its button (the owner's
 // path app, served from the agent's unix socket), create a notebook, run a
 // cell (the kernel talks over websockets through the app proxy).
+//
+// It runs twice: "subdomain", with a wildcard access URL as `make run` sets
+// (*.localhost:PORT), where Jupyter opens on its own host through the app
+// token's sign-in redirect; and "path", without one, where it opens as the
+// owner's path app.
 func TestBrowserJupyter(t *testing.T) {
 	t.Parallel()
 	requireNotebook(t)
+	for _, mode := range []string{"subdomain", "path"} {
+		t.Run(mode, func(t *testing.T) { testBrowserJupyter(t, mode == "subdomain") })
+	}
+}
+
+func testBrowserJupyter(t *testing.T, subdomain bool) {
 	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
 	t.Cleanup(func() { prov.Close() })
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov}; o.tailnet = true })
+	var wildcard string
+	ts := newTestServer(t, func(o *testOptions) {
+		o.provisioner = localProvisioner{prov}
+		o.tailnet = true
+		if subdomain {
+			o.configure = func(opts *handlers.Options) {
+				wildcard = ".localhost:" + opts.AccessURL.Port()
+				opts.WildcardAccessURL = "*" + wildcard
+			}
+		}
+	})
 	src, err := os.ReadFile(filepath.Join("..", "templates", "default.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,9 +108,11 @@ func TestBrowserJupyter(t *testing.T) {
 	if log := text(`[data-testid=startup-lines]`); !strings.Contains(log, "Jupyter Notebook is ready.") {
 		t.Fatalf("startup log: %q", log)
 	}
-	if got := text(`[data-app=jupyter]`); got != "Jupyter Notebook" {
+	if got := text(`[data-app=jupyter] a`); got != "Jupyter Notebook" {
 		t.Errorf("app button says %q", got)
 	}
+	// Its health check turns it healthy, live.
+	do("Jupyter healthy", chromedp.WaitVisible(chromedp.CSS(`[data-app=jupyter] [data-testid=app-health].health-healthy`)))
 
 	// The button opens a new tab; here it opens in this one.
 	do("open Jupyter from its button",
@@ -97,8 +121,12 @@ func TestBrowserJupyter(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#new-dropdown-button`)),
 	)
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
-	if !strings.HasPrefix(loc, base+"/@owner/dev.main/apps/jupyter/tree") {
-		t.Fatalf("Jupyter opened at %s", loc)
+	want := base + "/@owner/dev.main/apps/jupyter/tree"
+	if subdomain {
+		want = "http://jupyter--main--dev--owner" + wildcard + "/tree"
+	}
+	if !strings.HasPrefix(loc, want) {
+		t.Fatalf("Jupyter opened at %s, want %s", loc, want)
 	}
 
 	// New → Python 3: a notebook; run print(6*7) in its first cell.
