@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,9 +149,35 @@ func testBrowserJupyter(t *testing.T, subdomain bool) {
 		t.Fatalf("the cell printed %q, want 42", out)
 	}
 
-	// Not covered yet: Jupyter's terminal. Its page cannot draw (Debian's
-	// libjs-xterm ships a broken xterm.js stub), and creating one through
-	// the proxy answers 403 "XSRF cookie does not match POST argument".
+	// New → Terminal: a shell in the workspace, drawn by xterm.js.
+	// (The notebook asks before it is left while its kernel runs.)
+	do("back to the file list", chromedp.Evaluate[chromedp.Void](`window.onbeforeunload = null; $(window).off("beforeunload"); 0`), chromedp.Navigate(loc), chromedp.WaitVisible(chromedp.CSS(`#new-dropdown-button`)))
+	do("new terminal",
+		chromedp.Evaluate[chromedp.Void](sameTabOpen),
+		chromedp.Click(chromedp.CSS(`#new-dropdown-button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#new-terminal a`)),
+		chromedp.Click(chromedp.CSS(`#new-terminal a`)),
+		chromedp.WaitVisible(chromedp.CSS(`#terminado-container .xterm-rows`)),
+	)
+	// The command is pasted (chromedp's key events reach xterm.js twice),
+	// then Enter is pressed.
+	do("type a command", chromedp.Click(chromedp.CSS(`#terminado-container .xterm-screen`)),
+		chromedp.Evaluate[chromedp.Void](`window.terminal.term.paste("echo term-$((6*7))"); 0`),
+		chromedp.KeyEvent("\r"))
+	var screen string
+	defer func() {
+		if t.Failed() {
+			t.Logf("the terminal's screen: %s", screen)
+		}
+	}()
+	testutil.Eventually(t, 30*time.Second, "the terminal shows term-42", func() bool {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#terminado-container .xterm-rows").textContent + " (websocket state " + window.terminal.socket.readyState + ")"`))
+		if err == nil && strings.Contains(got, "term-42") {
+			return true
+		}
+		screen = fmt.Sprintf("%q (%v)", got, err)
+		return false
+	})
 
 	// The notebook is in the workspace's directory.
 	w, err := ts.Owner.Workspace(testContext(t), "dev")
