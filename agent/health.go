@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -80,7 +82,9 @@ func (a *Agent) probeLoop(ctx context.Context, slug string, h sdk.Healthcheck) {
 		// The check's own interval bounds each probe, as in Coder.
 		Timeout: interval,
 		// The app is on the agent's localhost: never through a proxy.
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		// An app with a socket is probed on its socket (as the proxy
+		// reaches it), never on the TCP port that stands for it.
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: a.dialHealth},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -120,4 +124,18 @@ func probe(ctx context.Context, client *http.Client, u string) bool {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return resp.StatusCode < http.StatusInternalServerError
+}
+
+// dialHealth dials a health check's address: the app's unix socket when
+// its port stands for one (appSocket), else TCP.
+func (a *Agent) dialHealth(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		if port, err := strconv.ParseUint(p, 10, 16); err == nil {
+			if sock := a.appSocket(uint16(port)); sock != "" {
+				return d.DialContext(ctx, "unix", sock)
+			}
+		}
+	}
+	return d.DialContext(ctx, network, addr)
 }

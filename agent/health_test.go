@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,4 +98,38 @@ func TestAppHealthBelow500(t *testing.T) {
 		h := a.AppHealth()
 		return h["missing"] == sdk.AppHealthHealthy && h["moved"] == sdk.AppHealthHealthy
 	})
+}
+
+// TestAppHealthSocket: an app with a socket is probed on its socket, never
+// on the TCP port that stands for it (which another OS account could
+// serve).
+func TestAppHealthSocket(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(dir, "app.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNotFound) // below 500: healthy
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	// Something else on a TCP port: the check must not be answered by it.
+	impostor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the health check reached the TCP port")
+	}))
+	defer impostor.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{logger: slog.New(slog.DiscardHandler), ctx: ctx, cancel: cancel, changed: make(chan struct{}, 1), appSockDir: dir}
+	defer a.Close()
+	apps := []sdk.App{{Slug: "ide", URL: impostor.URL, Socket: "app.sock", Healthcheck: &sdk.Healthcheck{URL: impostor.URL + "/", Interval: 1, Threshold: 1}}}
+	a.manifest = &sdk.AgentManifest{Apps: apps}
+	a.startHealth(apps)
+	testutil.Eventually(t, 10*time.Second, "ide healthy", func() bool { return a.AppHealth()["ide"] == sdk.AppHealthHealthy })
+	if hits.Load() == 0 {
+		t.Error("the socket was never probed")
+	}
 }

@@ -197,10 +197,11 @@ func (a *Agent) runScript(m *sdk.AgentManifest) (int, error) {
 		f.Close()
 		return -1, err
 	}
-	cmd := a.procs.Command(m.StartupScript,
-		sdk.VarOwnerName+"="+m.OwnerName, sdk.VarWorkspaceName+"="+m.WorkspaceName, sdk.VarAgentName+"="+m.AgentName,
-		"CODER_STARTUP_LOG="+path, sdk.AppSocketDirEnv+"="+a.appSocketDirValue(),
-		sdk.AccessURLEnv+"="+m.AccessURL)
+	env := append([]string{
+		sdk.VarOwnerName + "=" + m.OwnerName, sdk.VarWorkspaceName + "=" + m.WorkspaceName, sdk.VarAgentName + "=" + m.AgentName,
+		"CODER_STARTUP_LOG=" + path, sdk.AppSocketDirEnv + "=" + a.appSocketDirValue(),
+		sdk.AccessURLEnv + "=" + m.AccessURL}, appBasePathEnv(m)...)
+	cmd := a.procs.Command(m.StartupScript, env...)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = pw, pw
 	a.logger.Info("startup script starting", "log", path)

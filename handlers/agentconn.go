@@ -142,7 +142,9 @@ func (a *API) serveAgentConnect(w http.ResponseWriter, r *http.Request) error {
 	manifest := sdk.AgentManifest{
 		AgentID: ag.ID, AgentName: ag.Name, WorkspaceID: wk.ID, WorkspaceName: wk.Name, OwnerName: wk.OwnerName,
 		Directory: spec.Directory, Apps: spec.Apps, StartupScript: spec.StartupScript,
-		AccessURL: (&url.URL{Scheme: a.opts.AccessURL.Scheme, Host: a.opts.AccessURL.Host}).String(),
+		AccessURL:    (&url.URL{Scheme: a.opts.AccessURL.Scheme, Host: a.opts.AccessURL.Host}).String(),
+		AppBasePaths: a.appBasePaths(wk.OwnerName, wk.Name, ag.Name, spec),
+		AppOrigins:   a.appOrigins(wk.OwnerName, wk.Name, ag.Name, spec),
 	}
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := conn.WriteJSON(manifest); err != nil {

@@ -176,7 +176,7 @@ func (z *appAuthorizer) AuthorizeApp(r *http.Request, v apps.Visitor, req apps.A
 			}
 			switch why := a.pathAppAccess(app.Share, user, wk); why {
 			case appOpens:
-				return apps.App{AgentID: ag.ID, URL: sdk.ExpandAppURL(app.URL, wk.OwnerName, wk.Name, ag.Name), Offline: agentStatus(ag, time.Now()) != sdk.AgentConnected}, nil
+				return apps.App{AgentID: ag.ID, URL: sdk.ExpandAppURLAt(app.URL, wk.OwnerName, wk.Name, ag.Name, z.a.appBasePath(wk.OwnerName, wk.Name, ag.Name, app)), Offline: agentStatus(ag, time.Now()) != sdk.AgentConnected}, nil
 			case appPrivate:
 				return notFound()
 			default:

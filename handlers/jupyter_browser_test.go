@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/gatewaydev/coder/handlers"
 	"github.com/gatewaydev/coder/internal/browsertest"
 	"github.com/gatewaydev/coder/internal/testutil"
 	"github.com/gatewaydev/coder/provision"
@@ -39,12 +41,33 @@ const sameTabOpen = `window.open = () => {
 // script to be ready, open Jupyter Notebook from its button (the owner's
 // path app, served from the agent's unix socket), create a notebook, run a
 // cell (the kernel talks over websockets through the app proxy).
+//
+// It runs twice: "subdomain", with a wildcard access URL as `make run` sets
+// (*.localhost:PORT), where Jupyter opens on its own host through the app
+// token's sign-in redirect; and "path", without one, where it opens as the
+// owner's path app.
 func TestBrowserJupyter(t *testing.T) {
 	t.Parallel()
 	requireNotebook(t)
+	for _, mode := range []string{"subdomain", "path"} {
+		t.Run(mode, func(t *testing.T) { testBrowserJupyter(t, mode == "subdomain") })
+	}
+}
+
+func testBrowserJupyter(t *testing.T, subdomain bool) {
 	prov := &provision.Process{Binary: testutil.CoderBinary(t), Dir: testutil.ProvisionerDir(t), Logger: testLogger(t)}
 	t.Cleanup(func() { prov.Close() })
-	ts := newTestServer(t, func(o *testOptions) { o.provisioner = localProvisioner{prov}; o.tailnet = true })
+	var wildcard string
+	ts := newTestServer(t, func(o *testOptions) {
+		o.provisioner = localProvisioner{prov}
+		o.tailnet = true
+		if subdomain {
+			o.configure = func(opts *handlers.Options) {
+				wildcard = ".localhost:" + opts.AccessURL.Port()
+				opts.WildcardAccessURL = "*" + wildcard
+			}
+		}
+	})
 	src, err := os.ReadFile(filepath.Join("..", "templates", "default.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,9 +109,11 @@ func TestBrowserJupyter(t *testing.T) {
 	if log := text(`[data-testid=startup-lines]`); !strings.Contains(log, "Jupyter Notebook is ready.") {
 		t.Fatalf("startup log: %q", log)
 	}
-	if got := text(`[data-app=jupyter]`); got != "Jupyter Notebook" {
+	if got := text(`[data-app=jupyter] a`); got != "Jupyter Notebook" {
 		t.Errorf("app button says %q", got)
 	}
+	// Its health check turns it healthy, live.
+	do("Jupyter healthy", chromedp.WaitVisible(chromedp.CSS(`[data-app=jupyter] [data-testid=app-health].health-healthy`)))
 
 	// The button opens a new tab; here it opens in this one.
 	do("open Jupyter from its button",
@@ -97,8 +122,12 @@ func TestBrowserJupyter(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#new-dropdown-button`)),
 	)
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
-	if !strings.HasPrefix(loc, base+"/@owner/dev.main/apps/jupyter/tree") {
-		t.Fatalf("Jupyter opened at %s", loc)
+	want := base + "/@owner/dev.main/apps/jupyter/tree"
+	if subdomain {
+		want = "http://jupyter--main--dev--owner" + wildcard + "/tree"
+	}
+	if !strings.HasPrefix(loc, want) {
+		t.Fatalf("Jupyter opened at %s, want %s", loc, want)
 	}
 
 	// New → Python 3: a notebook; run print(6*7) in its first cell.
@@ -120,9 +149,35 @@ func TestBrowserJupyter(t *testing.T) {
 		t.Fatalf("the cell printed %q, want 42", out)
 	}
 
-	// Not covered yet: Jupyter's terminal. Its page cannot draw (Debian's
-	// libjs-xterm ships a broken xterm.js stub), and creating one through
-	// the proxy answers 403 "XSRF cookie does not match POST argument".
+	// New → Terminal: a shell in the workspace, drawn by xterm.js.
+	// (The notebook asks before it is left while its kernel runs.)
+	do("back to the file list", chromedp.Evaluate[chromedp.Void](`window.onbeforeunload = null; $(window).off("beforeunload"); 0`), chromedp.Navigate(loc), chromedp.WaitVisible(chromedp.CSS(`#new-dropdown-button`)))
+	do("new terminal",
+		chromedp.Evaluate[chromedp.Void](sameTabOpen),
+		chromedp.Click(chromedp.CSS(`#new-dropdown-button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#new-terminal a`)),
+		chromedp.Click(chromedp.CSS(`#new-terminal a`)),
+		chromedp.WaitVisible(chromedp.CSS(`#terminado-container .xterm-rows`)),
+	)
+	// The command is pasted (chromedp's key events reach xterm.js twice),
+	// then Enter is pressed.
+	do("type a command", chromedp.Click(chromedp.CSS(`#terminado-container .xterm-screen`)),
+		chromedp.Evaluate[chromedp.Void](`window.terminal.term.paste("echo term-$((6*7))"); 0`),
+		chromedp.KeyEvent("\r"))
+	var screen string
+	defer func() {
+		if t.Failed() {
+			t.Logf("the terminal's screen: %s", screen)
+		}
+	}()
+	testutil.Eventually(t, 30*time.Second, "the terminal shows term-42", func() bool {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#terminado-container .xterm-rows").textContent + " (websocket state " + window.terminal.socket.readyState + ")"`))
+		if err == nil && strings.Contains(got, "term-42") {
+			return true
+		}
+		screen = fmt.Sprintf("%q (%v)", got, err)
+		return false
+	})
 
 	// The notebook is in the workspace's directory.
 	w, err := ts.Owner.Workspace(testContext(t), "dev")

@@ -129,7 +129,7 @@ func (z *appAuthorizer) LookupSubdomain(ctx context.Context, h apps.AppHost) (ap
 		}
 		for _, app := range agentSpec(ag).Apps {
 			if app.Slug == h.Slug {
-				out.URL, out.Share, out.IdentityHeaders = sdk.ExpandAppURL(app.URL, wk.OwnerName, wk.Name, ag.Name), app.Share, app.IdentityHeaders
+				out.URL, out.Share, out.IdentityHeaders = sdk.ExpandAppURLAt(app.URL, wk.OwnerName, wk.Name, ag.Name, z.a.appBasePath(wk.OwnerName, wk.Name, ag.Name, app)), app.Share, app.IdentityHeaders
 				return out, nil
 			}
 		}

@@ -169,6 +169,14 @@ type AgentManifest struct {
 	// the startup script gets as $CODER_ACCESS_URL (an app may have to
 	// allow it as the Origin of its requests).
 	AccessURL string `json:"access_url,omitempty"`
+	// AppBasePaths maps each app's slug to the path the dashboard opens
+	// it at (AppBasePath), which the startup script gets as
+	// $CODER_APP_BASE_PATH_<SLUG> (AppBasePathEnv).
+	AppBasePaths map[string]string `json:"app_base_paths,omitempty"`
+	// AppOrigins maps each app's slug to the origin the dashboard opens it
+	// on (its own host for a subdomain app, else the access URL's), which
+	// the startup script gets as $CODER_APP_ORIGIN_<SLUG> (AppOriginEnv).
+	AppOrigins map[string]string `json:"app_origins,omitempty"`
 }
 
 // AgentHeartbeatInterval is how often an agent sends a heartbeat on its

@@ -74,8 +74,10 @@ var appURLVarRE = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 // ExpandAppURL replaces the ${...} variables of an app url with the path
 // escaped names of the workspace's owner, the workspace and the agent.
-// Unknown variables stay as they are (ParseTemplate refuses them).
+// ${CODER_APP_BASE_PATH} becomes "/" (ExpandAppURLAt sets it). Unknown
+// variables stay as they are (ParseTemplate refuses them).
 func ExpandAppURL(raw, owner, workspace, agent string) string {
+	raw = strings.ReplaceAll(raw, "${"+VarAppBasePath+"}", "/")
 	if !strings.Contains(raw, "${") {
 		return raw
 	}
@@ -94,6 +96,7 @@ func ExpandAppURL(raw, owner, workspace, agent string) string {
 
 // checkAppURLVars refuses ${...} variables an app url may not name.
 func checkAppURLVars(raw string) error {
+	raw = strings.ReplaceAll(raw, "${"+VarAppBasePath+"}", "/")
 	origin := raw
 	if _, rest, ok := strings.Cut(raw, "://"); ok {
 		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
@@ -107,7 +110,7 @@ func checkAppURLVars(raw string) error {
 		switch m[1] {
 		case VarOwnerName, VarWorkspaceName, VarAgentName:
 		default:
-			return fmt.Errorf("${%s} is not one of ${%s}, ${%s}, ${%s}", m[1], VarOwnerName, VarWorkspaceName, VarAgentName)
+			return fmt.Errorf("${%s} is not one of ${%s}, ${%s}, ${%s}, ${%s}", m[1], VarAppBasePath, VarOwnerName, VarWorkspaceName, VarAgentName)
 		}
 	}
 	return nil

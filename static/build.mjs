@@ -24,3 +24,17 @@ await build({
   logLevel: "warning",
   entryNames: "[name]",
 });
+
+// Jupyter's terminal page loads this one from an app's own host (another
+// origin), so it is a classic script with its CSS inside, not a module.
+await build({
+  entryPoints: { "jupyter-terminal": "static/src/jupyter-terminal.js" },
+  outdir: "static/dist",
+  bundle: true,
+  minify: true,
+  format: "iife",
+  loader: { ".css": "text" },
+  target: ["chrome110", "firefox110", "safari16"],
+  logLevel: "warning",
+  entryNames: "[name]",
+});
