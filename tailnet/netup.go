@@ -2,10 +2,13 @@ package tailnet
 
 import (
 	"context"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"tailscale.com/client/local"
 	"tailscale.com/net/netmon"
 )
 
@@ -111,7 +114,7 @@ func (n *Node) notUpError(upErr error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if lc, err := n.ts.LocalClient(); err == nil {
+	if lc, err := n.localClient(); err == nil {
 		if st, err := lc.Status(ctx); err == nil {
 			e.State = st.BackendState
 			for _, h := range st.Health {
@@ -122,4 +125,63 @@ func (n *Node) notUpError(upErr error) error {
 		}
 	}
 	return e
+}
+
+// localClient is a client of the node's in-memory local API whose
+// connections the node closes in Close, after tsnet has shut down: tsnet's
+// Shutdown of that API gives up on a request still running after 5 s, and
+// the connection it leaves open, once idle, would block both of its ends
+// on the in-memory pipe for ever.
+func (n *Node) localClient() (*local.Client, error) {
+	shared, err := n.ts.LocalClient()
+	if err != nil || shared.Dial == nil {
+		return shared, err
+	}
+	return &local.Client{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := shared.Dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return n.localConns.add(c), nil
+	}}, nil
+}
+
+// localConns are the open connections of [Node.localClient]'s clients.
+type localConns struct {
+	mu sync.Mutex
+	m  map[*localConn]struct{}
+}
+
+func (lc *localConns) add(c net.Conn) net.Conn {
+	t := &localConn{Conn: c, of: lc}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.m == nil {
+		lc.m = map[*localConn]struct{}{}
+	}
+	lc.m[t] = struct{}{}
+	return t
+}
+
+// closeAll closes every connection still open.
+func (lc *localConns) closeAll() {
+	lc.mu.Lock()
+	open := lc.m
+	lc.m = nil
+	lc.mu.Unlock()
+	for c := range open {
+		c.Conn.Close()
+	}
+}
+
+type localConn struct {
+	net.Conn
+	of *localConns
+}
+
+func (c *localConn) Close() error {
+	c.of.mu.Lock()
+	delete(c.of.m, c)
+	c.of.mu.Unlock()
+	return c.Conn.Close()
 }

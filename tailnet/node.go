@@ -131,6 +131,8 @@ type Node struct {
 	// stop ends keepNetworkUp; done is closed when it has returned.
 	stop chan struct{}
 	done chan struct{}
+	// localConns are the local API connections Close ends.
+	localConns localConns
 }
 
 // NewNode starts a node and brings it up with ctx: it returns once the
@@ -190,7 +192,7 @@ func NewNode(ctx context.Context, o NodeOptions) (*Node, error) {
 	if !n.addr.IsValid() && len(st.TailscaleIPs) > 0 {
 		n.addr = st.TailscaleIPs[0]
 	}
-	n.lc, err = n.ts.LocalClient()
+	n.lc, err = n.localClient()
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("tailnet: new node: %w", err)
@@ -571,6 +573,7 @@ func (n *Node) Close() error {
 				n.err = err
 			}
 		}
+		n.localConns.closeAll()
 		if n.tempDir != "" {
 			os.RemoveAll(n.tempDir)
 		}
