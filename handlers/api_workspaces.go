@@ -305,13 +305,7 @@ func (a *API) serveDeleteWorkspace(w http.ResponseWriter, r *http.Request) error
 // new one (shown once).
 func (a *API) serveRegenerateAgentToken(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
-		return notFoundErr("The agent")
-	}
-	ag, err := a.db.AgentByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFoundErr("The agent")
-	}
+	ag, err := a.agentByID(r, id)
 	if err != nil {
 		return err
 	}

@@ -179,13 +179,7 @@ func appOff(desired string, agentStatus string, health string) string {
 // disconnected), for the workspace's owner and site owners.
 func (a *API) serveListeningPorts(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
-		return notFoundErr("The agent")
-	}
-	ag, err := a.db.AgentByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFoundErr("The agent")
-	}
+	ag, err := a.agentByID(r, id)
 	if err != nil {
 		return err
 	}

@@ -16,13 +16,7 @@ import (
 // agentForUser loads an agent whose workspace the caller owns. Anyone else
 // gets 404.
 func (a *API) agentForUser(r *http.Request, id string) (store.Agent, store.Workspace, error) {
-	if _, err := uuid.Parse(id); err != nil {
-		return store.Agent{}, store.Workspace{}, notFoundErr("The agent")
-	}
-	ag, err := a.db.AgentByID(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return ag, store.Workspace{}, notFoundErr("The agent")
-	}
+	ag, err := a.agentByID(r, id)
 	if err != nil {
 		return ag, store.Workspace{}, err
 	}
@@ -34,6 +28,20 @@ func (a *API) agentForUser(r *http.Request, id string) (store.Agent, store.Works
 		return ag, wk, notFoundErr("The agent")
 	}
 	return ag, wk, nil
+}
+
+// agentByID loads the agent id names (a path value): an id that is not a
+// UUID, or names no agent, is the agent's 404. It checks no access: the
+// caller does, through the agent's workspace.
+func (a *API) agentByID(r *http.Request, id string) (store.Agent, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return store.Agent{}, notFoundErr("The agent")
+	}
+	ag, err := a.db.AgentByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return ag, notFoundErr("The agent")
+	}
+	return ag, err
 }
 
 // terminalCSP lets xterm.js's DOM renderer add its own style elements.
