@@ -100,19 +100,7 @@ func writeRecord(path string, rec pidRecord) error {
 		return fmt.Errorf("record agent process: %w", err)
 	}
 	b, _ := json.Marshal(rec)
-	f, err := os.CreateTemp(filepath.Dir(path), ".pid-")
-	if err != nil {
-		return fmt.Errorf("record agent process: %w", err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(append(b, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
+	if err := replaceFile(path, ".pid-", append(b, '\n'), nil); err != nil {
 		return fmt.Errorf("record agent process: %w", err)
 	}
 	return nil

@@ -323,14 +323,25 @@ func (p *Process) setup(ctx context.Context, la Agent, writeToken bool) (agentRu
 // account, so a file or link of its making at path is replaced, never
 // written through.
 func writeTokenFile(path, token string, uid, gid int) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".token-")
-	if err != nil {
+	if err := replaceFile(path, ".token-", []byte(token+"\n"), func(f *os.File) error { return f.Chown(uid, gid) }); err != nil {
 		return fmt.Errorf("write agent token: %w", err)
 	}
+	return nil
+}
+
+// replaceFile writes data to a new file (0600) in path's directory, lets
+// prepare (if set) change it, and renames it over path: a reader sees the
+// old file or the whole new one, and a file or link at path is replaced,
+// never written through.
+func replaceFile(path, prefix string, data []byte, prepare func(*os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), prefix)
+	if err != nil {
+		return err
+	}
 	defer os.Remove(f.Name())
-	_, err = f.WriteString(token + "\n")
-	if err == nil {
-		err = f.Chown(uid, gid)
+	_, err = f.Write(data)
+	if err == nil && prepare != nil {
+		err = prepare(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -338,10 +349,7 @@ func writeTokenFile(path, token string, uid, gid int) error {
 	if err == nil {
 		err = os.Rename(f.Name(), path)
 	}
-	if err != nil {
-		return fmt.Errorf("write agent token: %w", err)
-	}
-	return nil
+	return err
 }
 
 // supervise runs the agent until ctx ends, restarting it with backoff
